@@ -1,0 +1,25 @@
+# The two quick-start commands.  Each sets up what it needs.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: serve test bench venv
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+serve: $(STAMP)
+	$(VENV)/bin/kubeplane serve $(ARGS)
+
+test: $(STAMP)
+	scripts/ensure-etcd
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	scripts/ensure-etcd
+	$(PY) -m bench $(ARGS)

@@ -97,6 +97,7 @@ class KVStore:
         use_live: bool = False,
         after: bytes | None = None,
         max_steps: int = 0,
+        count_all: bool = True,
     ) -> tuple[list[Record], int, bytes | None, bool]:
         """Scan a range: (records, matches counted, last key visited, finished).
 
@@ -104,7 +105,8 @@ class KVStore:
         (0: all) but counts every match; ``max_steps`` bounds the keys visited so a long
         scan can be resumed with ``after``.  ``use_live`` walks only the keys live at the
         committed revision (valid only when ``rev`` is that revision and nothing was
-        committed since the scan began).
+        committed since the scan began).  With ``count_all`` False the scan stops once
+        ``want`` records are collected (the caller knows the count already).
         """
         idx = self.index
         latest = idx.latest
@@ -127,6 +129,8 @@ class KVStore:
                 n += 1
                 if not count_only and (not want or len(out) < want):
                     out.append(r)
+                elif not count_all:
+                    return out, n, last, True
             steps += 1
             if max_steps and steps >= max_steps:
                 return out, n, last, False

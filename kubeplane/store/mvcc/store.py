@@ -25,7 +25,7 @@ import logging
 import os
 import re
 import time
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator, Sequence
 
@@ -91,6 +91,19 @@ def parse_retention(mode: str, retention: str) -> float:
     return float(m.group(1)) * unit
 
 
+class _Batch:
+    """Txns that will share one write + fdatasync."""
+
+    __slots__ = ("frames", "records", "txns", "upto", "future")
+
+    def __init__(self, future: asyncio.Future) -> None:
+        self.frames: list[bytes] = []
+        self.records: list[Record] = []
+        self.txns = 0
+        self.upto = 0  # newest revision in the batch (0: none)
+        self.future = future
+
+
 class EmbeddedStore(Store):
     def __init__(
         self,
@@ -105,6 +118,7 @@ class EmbeddedStore(Store):
         snapshot_min_bytes: int = 64 * 1024**2,
         segment_bytes: int = 64 * 1024**2,
         fsync: bool = True,
+        batch_max_txns: int = 1024,
     ) -> None:
         self._backend = Backend(data_dir, fsync=fsync)
         self._quota = quota_bytes
@@ -121,10 +135,11 @@ class EmbeddedStore(Store):
         self._alarms: set[str] = set()
         self._readers: Counter[int] = Counter()  # revision -> in-flight chunked readers
         self._commit_seq = 0
-        # group commit state
-        self._pending: list[bytes] = []
-        self._pending_records: list[Record] = []
-        self._batch: asyncio.Future | None = None
+        # group commit state: the open batch takes new txns; a full batch is sealed and
+        # queued, so one batch is on its way to disk while the next one fills.
+        self._batch_max = batch_max_txns
+        self._open: _Batch | None = None
+        self._sealed: deque[_Batch] = deque()
         self._inflight: asyncio.Future | None = None
         self._wake_committer: asyncio.Event | None = None
         self._rotate_waiters: list[asyncio.Future] = []
@@ -151,7 +166,7 @@ class EmbeddedStore(Store):
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kubeplane-wal")
         recovered = await loop.run_in_executor(self._io, self._backend.open)
         self._recover(recovered)
-        self._batch = loop.create_future()
+        self._open = _Batch(loop.create_future())
         self._wake_committer = asyncio.Event()
         self._maintenance = asyncio.Lock()
         self._started = True
@@ -228,20 +243,37 @@ class EmbeddedStore(Store):
 
     def _stage(self, rev: int, records: list[Record], frames: list[bytes]) -> asyncio.Future:
         """Queue a txn's records for the next batch; returns the batch's future."""
+        b = self._open
         if records:
             self._kv.append_history(rev, records)
-            self._pending_records.extend(records)
-        self._pending.extend(frames)
+            b.records.extend(records)
+            b.upto = rev
+        b.frames.extend(frames)
+        b.txns += 1
+        if b.txns >= self._batch_max:
+            self._sealed.append(b)
+            self._open = _Batch(b.future.get_loop().create_future())
         self._wake_committer.set()
-        return self._batch
+        return b.future
 
     def _durable_future(self) -> asyncio.Future | None:
         """Completes when everything staged so far is durable (None: already is)."""
-        if self._pending:
-            return self._batch
+        if self._open.txns:
+            return self._open.future
+        if self._sealed:
+            return self._sealed[-1].future
         if self._inflight is not None and not self._inflight.done():
             return self._inflight
         return None
+
+    def _next_batch(self) -> _Batch | None:
+        if self._sealed:
+            return self._sealed.popleft()
+        b = self._open
+        if not b.txns:
+            return None
+        self._open = _Batch(b.future.get_loop().create_future())
+        return b
 
     async def _wait_durable(self, fut: asyncio.Future | None) -> None:
         if fut is not None:
@@ -254,52 +286,47 @@ class EmbeddedStore(Store):
         while True:
             await self._wake_committer.wait()
             self._wake_committer.clear()
-            if self._rotate_waiters or backend.segment_size >= self._segment_bytes:
+            while True:
+                if self._rotate_waiters or backend.segment_size >= self._segment_bytes:
+                    try:
+                        seq = await loop.run_in_executor(self._io, backend.rotate)
+                    except OSError as exc:
+                        self._fail(exc)
+                        return
+                    waiters, self._rotate_waiters = self._rotate_waiters, []
+                    for w in waiters:
+                        if not w.done():
+                            w.set_result((kv.committed, seq))
+                b = self._next_batch()
+                if b is None:
+                    break
+                data = b"".join(b.frames)
+                self._inflight = b.future
                 try:
-                    seq = await loop.run_in_executor(self._io, backend.rotate)
-                except OSError as exc:
+                    await loop.run_in_executor(self._io, backend.write_sync, data)
+                except BaseException as exc:  # disk full, I/O error: etcd panics; we stop writing
                     self._fail(exc)
+                    b.future.set_exception(StoreUnavailableError(f"kubeplane: WAL write failed: {exc}"))
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
                     return
-                waiters, self._rotate_waiters = self._rotate_waiters, []
-                for w in waiters:
-                    if not w.done():
-                        w.set_result((kv.committed, seq))
-            if not self._pending:
-                continue
-            data = b"".join(self._pending)
-            records = self._pending_records
-            upto = kv.rev
-            fut = self._batch
-            self._pending = []
-            self._pending_records = []
-            self._batch = loop.create_future()
-            self._inflight = fut
-            try:
-                await loop.run_in_executor(self._io, backend.write_sync, data)
-            except BaseException as exc:  # disk full, I/O error: etcd panics; we stop writing
-                self._fail(exc)
-                fut.set_exception(StoreUnavailableError(f"kubeplane: WAL write failed: {exc}"))
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                return
-            kv.index.commit(records)
-            kv.committed = upto
-            self._commit_seq += 1
-            self._watchers.notify(records, upto)
-            fut.set_result(None)
-            self._wal_since_snapshot += len(data)
-            if (
-                not self._snapshotting
-                and self._wal_since_snapshot > max(self._snapshot_min, kv.db_in_use)
-            ):
-                self._snapshotting = True
-                self._tasks.append(loop.create_task(self._snapshot_task()))
+                if b.records:
+                    kv.index.commit(b.records)
+                    kv.committed = b.upto
+                    self._commit_seq += 1
+                    self._watchers.notify(b.records, b.upto)
+                b.future.set_result(None)
+                self._wal_since_snapshot += len(data)
+                if not self._snapshotting and self._wal_since_snapshot > max(self._snapshot_min, kv.db_in_use):
+                    self._snapshotting = True
+                    self._tasks.append(loop.create_task(self._snapshot_task()))
 
     def _fail(self, exc: BaseException) -> None:
         log.error("store failed, refusing writes: %s", exc)
         self._failed = exc
-        if self._batch is not None and not self._batch.done():
-            self._batch.set_exception(StoreUnavailableError(f"kubeplane: WAL write failed: {exc}"))
+        for b in [*self._sealed, self._open]:
+            if not b.future.done():
+                b.future.set_exception(StoreUnavailableError(f"kubeplane: WAL write failed: {exc}"))
 
     # --- KV -----------------------------------------------------------------------
 
@@ -348,7 +375,7 @@ class EmbeddedStore(Store):
             if count_only:
                 return RangeResult([], False, count, header)
             if count <= READ_CHUNK or (want and want <= READ_CHUNK):
-                recs, _, _, _ = kv.collect(key, range_end, rev, want, False, use_live=True)
+                recs, _, _, _ = kv.collect(key, range_end, rev, want, False, use_live=True, count_all=False)
                 return kv.finish_range(op, recs, count, header)
         recs, n = await self._chunked_scan(key, range_end, rev, want, count_only, fast)
         return kv.finish_range(op, recs, count if fast else n, header)

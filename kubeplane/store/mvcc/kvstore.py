@@ -205,14 +205,16 @@ class KVStore:
 
     def check_txn(self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op], max_ops: int) -> int:
         """Static checks of a txn (etcd's checkTxnRequest + checkIntervals); returns its size."""
+        if max(len(compares), len(success), len(failure)) > max_ops:
+            raise TooManyOpsError()
         size = 0
         for c in compares:
+            if not c.key:
+                raise EmptyKeyError()
             size += len(c.key) + len(c.range_end) + OP_OVERHEAD
             if isinstance(c.value, bytes):
                 size += len(c.value)
         for branch in (success, failure):
-            if len(branch) > max_ops:
-                raise TooManyOpsError()
             for op in branch:
                 if isinstance(op, TxnOp):
                     size += self.check_txn(op.compares, op.success, op.failure, max_ops)

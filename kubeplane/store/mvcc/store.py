@@ -119,6 +119,7 @@ class EmbeddedStore(Store):
         segment_bytes: int = 64 * 1024**2,
         fsync: bool = True,
         batch_max_txns: int = 1024,
+        client_urls: Sequence[str] = (),
     ) -> None:
         self._backend = Backend(data_dir, fsync=fsync)
         self._quota = quota_bytes
@@ -151,7 +152,8 @@ class EmbeddedStore(Store):
         self._started = False
         self._closed = False
         self._failed: BaseException | None = None
-        self._info = StoreInfo("embedded", VERSION, True)
+        self._info = StoreInfo("embedded", VERSION, True, list(client_urls))
+        self._client_urls = list(client_urls)  # set by whoever serves the store (gRPC endpoint)
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -634,7 +636,7 @@ class EmbeddedStore(Store):
 
     async def members(self) -> list[Member]:
         self._check_open()
-        return [Member(self._backend.member_id, "kubeplane", [], [])]
+        return [Member(self._backend.member_id, "kubeplane", [], list(self._client_urls))]
 
     async def snapshot(self) -> AsyncIterator[bytes]:
         """Stream the store at its committed revision, in the snapshot-file format."""

@@ -76,7 +76,7 @@ class EtcdWatcher(Watcher):
         """
         store = self._store
         timeout = store._request_timeout
-        failures = 0
+        retry = store._retry()
         while True:
             endpoint = store._pool.current()
             call = endpoint.stub("Watch").Watch(metadata=store._metadata)
@@ -100,12 +100,10 @@ class EtcdWatcher(Watcher):
                 if isinstance(exc, grpc.aio.AioRpcError) and not may_fail_over(exc, idempotent=True):
                     raise map_rpc_error(exc) from None
                 store._pool.failed(endpoint)
-                failures += 1
-                if failures >= store._max_attempts:
+                if not await retry.again():
                     raise StoreUnavailableError(
                         f"{StoreUnavailableError.message}: watch: {_describe(exc)}"
                     ) from None
-                await store._backoff(failures)
                 continue
             except BaseException:
                 call.cancel()

@@ -6,8 +6,8 @@ Works against a real etcd cluster and against kubeplane's own endpoint
 * calls go to the head of a shuffled endpoint list, re-shuffled every
   ``reshuffle_interval`` seconds;
 * idempotent calls (reads, read-only txns, lease keep-alive/TTL/list, status, member
-  list, alarms) move to the next member on UNAVAILABLE or deadline, at most
-  ``max_attempts`` times;
+  list, alarms) move to the next member on UNAVAILABLE or deadline, for at most
+  ``request_timeout`` seconds and ``max_attempts`` tries (``_Retry``);
 * writes move on only when the failure proves the request was not sent (no
   connection could be made, or etcd refused it up front with "no leader"); an
   ambiguous failure is raised as ``StoreUnavailableError``;
@@ -103,7 +103,7 @@ class EtcdStore(Store):
         self._reshuffle_interval = reshuffle_interval
         self._request_timeout = request_timeout
         self._connect_timeout = min(connect_timeout, request_timeout)
-        self._max_attempts = max_attempts or max(4, 2 * len(self._pool))
+        self._max_attempts = max_attempts or 16 * len(self._pool)
         self._metadata = REQUIRE_LEADER
         self._version = ""
         self._progress_reliable = False
@@ -153,11 +153,8 @@ class EtcdStore(Store):
 
     # --- calling with failover --------------------------------------------------
 
-    async def _backoff(self, failures: int) -> None:
-        """Pause after each full round over the members (none within a round)."""
-        rounds, within = divmod(failures, len(self._pool))
-        if within == 0:
-            await asyncio.sleep(min(0.05 * 2**rounds, 1.0))
+    def _retry(self) -> "_Retry":
+        return _Retry(self._max_attempts, self._request_timeout, len(self._pool))
 
     async def _connected(self, endpoint: Endpoint) -> bool:
         """Whether ``endpoint`` has a live connection (waiting at most connect_timeout).
@@ -185,7 +182,7 @@ class EtcdStore(Store):
     async def _with_failover(self, fn: Callable[[Endpoint], Awaitable[T]], *, idempotent: bool) -> T:
         if self._closed:
             raise StoreUnavailableError(f"{StoreUnavailableError.message}: client is closed")
-        failures = 0
+        retry = self._retry()
         last = "no attempt"
         while True:
             endpoint = self._pool.current()
@@ -202,10 +199,8 @@ class EtcdStore(Store):
                     raise map_rpc_error(exc) from None
                 last = f"{endpoint.target}: {exc.code().name}: {exc.details()}"
             self._pool.failed(endpoint)
-            failures += 1
-            if failures >= self._max_attempts:
+            if not await retry.again():
                 raise StoreUnavailableError(f"{StoreUnavailableError.message}: {last}")
-            await self._backoff(failures)
 
     async def _unary(self, service: str, method: str, request, *, idempotent: bool, timeout: float | None = None):
         timeout = timeout or self._request_timeout
@@ -459,3 +454,27 @@ class EtcdStore(Store):
 
 class _NotConnected(Exception):
     """No connection to the member: a write was not sent."""
+
+
+class _Retry:
+    """Bounds one call's failover: at most ``max_attempts`` tries within ``budget``
+    seconds (the request timeout, so a leader election of a second or two is ridden
+    out).  No pause within a round over the members; then 50 ms, doubling to 500 ms."""
+
+    def __init__(self, max_attempts: int, budget: float, members: int):
+        self._max_attempts = max_attempts
+        self._members = max(1, members)
+        self._deadline = asyncio.get_running_loop().time() + budget
+        self.failures = 0
+
+    async def again(self) -> bool:
+        """Count a failure; False when the budget is spent, else pause and say go."""
+        self.failures += 1
+        loop = asyncio.get_running_loop()
+        if self.failures >= self._max_attempts or loop.time() >= self._deadline:
+            return False
+        rounds, within = divmod(self.failures, self._members)
+        if within == 0:
+            pause = min(0.05 * 2 ** (rounds - 1), 0.5)
+            await asyncio.sleep(min(pause, max(0.0, self._deadline - loop.time())))
+        return True

@@ -9,18 +9,49 @@ import sys
 
 
 def _store_serve(args: argparse.Namespace) -> int:
+    from .store.errors import StoreError
     from .store.grpc_server import serve
 
-    asyncio.run(
-        serve(
-            listen=args.listen,
-            data_dir=args.data_dir,
-            quota_bytes=args.quota_backend_bytes,
-            auto_compaction_mode=args.auto_compaction_mode,
-            auto_compaction_retention=args.auto_compaction_retention,
+    try:
+        asyncio.run(
+            serve(
+                listen=args.listen,
+                data_dir=args.data_dir,
+                quota_bytes=args.quota_backend_bytes,
+                auto_compaction_mode=args.auto_compaction_mode,
+                auto_compaction_retention=args.auto_compaction_retention,
+                progress_notify_interval=args.watch_progress_notify_interval,
+                max_request_bytes=args.max_request_bytes,
+            )
         )
-    )
+    except (OSError, StoreError) as exc:
+        print(f"kubeplane store serve: {exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _add_store_serve_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--listen", default="127.0.0.1:2379", help="host:port (default %(default)s)")
+    parser.add_argument("--data-dir", default="data/store", help="directory for WAL and snapshots")
+    parser.add_argument(
+        "--quota-backend-bytes", type=int, default=2 * 1024**3, help="NOSPACE above this many bytes"
+    )
+    parser.add_argument(
+        "--max-request-bytes", type=int, default=1572864, help="largest accepted request (default %(default)s)"
+    )
+    parser.add_argument("--auto-compaction-mode", choices=("periodic", "revision"), default="periodic")
+    parser.add_argument(
+        "--auto-compaction-retention",
+        default="0",
+        help="periodic: a duration like 5m or 1h (0 = off); revision: revisions to keep",
+    )
+    parser.add_argument(
+        "--watch-progress-notify-interval",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="progress notifications for idle watches that asked for them (default %(default)s)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,30 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     store = sub.add_parser("store", help="the embedded MVCC store")
     store_sub = store.add_subparsers(dest="store_command", required=True)
-    for name in ("serve",):
-        serve = store_sub.add_parser(name, help="serve the embedded store over etcd's v3 gRPC API")
-        serve.add_argument("--listen", default="127.0.0.1:2379", help="host:port (default %(default)s)")
-        serve.add_argument("--data-dir", default="data/store", help="directory for WAL and snapshots")
-        serve.add_argument(
-            "--quota-backend-bytes", type=int, default=2 * 1024**3, help="NOSPACE above this many bytes"
-        )
-        serve.add_argument(
-            "--auto-compaction-mode", choices=("periodic", "revision"), default="periodic"
-        )
-        serve.add_argument(
-            "--auto-compaction-retention",
-            default="0",
-            help="periodic: a duration like 5m or 1h (0 = off); revision: revisions to keep",
-        )
-        serve.set_defaults(func=_store_serve)
+    serve = store_sub.add_parser("serve", help="serve the embedded store over etcd's v3 gRPC API")
+    _add_store_serve_options(serve)
+    serve.set_defaults(func=_store_serve)
 
     # Until the API server exists (issue 3), `kubeplane serve` serves the store.
     top_serve = sub.add_parser("serve", help="start kubeplane (for now: the embedded store endpoint)")
-    top_serve.add_argument("--listen", default="127.0.0.1:2379")
-    top_serve.add_argument("--data-dir", default="data/store")
-    top_serve.add_argument("--quota-backend-bytes", type=int, default=2 * 1024**3)
-    top_serve.add_argument("--auto-compaction-mode", choices=("periodic", "revision"), default="periodic")
-    top_serve.add_argument("--auto-compaction-retention", default="0")
+    _add_store_serve_options(top_serve)
     top_serve.set_defaults(func=_store_serve)
     return parser
 

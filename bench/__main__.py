@@ -1,0 +1,39 @@
+"""``python -m bench [NAME] [OPTIONS]``: run one benchmark, or every one without a name.
+
+    python -m bench                  # every benchmark with its defaults
+    python -m bench store --help     # the store benchmark's options
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+
+def _store(argv: list[str]) -> int:
+    from .store_bench import main
+
+    return main(argv)
+
+
+BENCHMARKS: dict[str, Callable[[list[str]], int]] = {"store": _store}
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__.strip() + "\n\nbenchmarks: " + ", ".join(BENCHMARKS))
+        return 0
+    if argv and not argv[0].startswith("-"):
+        name, rest = argv[0], argv[1:]
+        if name not in BENCHMARKS:
+            print(f"unknown benchmark {name!r}; choose among {', '.join(BENCHMARKS)}", file=sys.stderr)
+            return 2
+        return BENCHMARKS[name](rest)
+    status = 0
+    for name, run in BENCHMARKS.items():  # options without a name go to every benchmark
+        status |= run(argv)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -461,12 +461,14 @@ async def test_malformed_and_unknown_requests_do_not_hurt(ep: Endpoint):
     for method in ("Hash", "HashKV", "MoveLeader"):
         call = ep.channel.unary_unary(f"/etcdserverpb.Maintenance/{method}")
         assert (await rpc_error(call(b"", timeout=WAIT))).code() == grpc.StatusCode.UNIMPLEMENTED
-    # a garbage watch request ends that stream only
-    watch = ep.channel.stream_stream("/etcdserverpb.Watch/Watch")
-    call = watch(iter([b"\x0a\xff\xff"]), timeout=WAIT)
-    with pytest.raises(grpc.aio.AioRpcError):
-        async for _ in call:
-            pass
+    # a garbage stream message ends that stream only
+    for method in ("/etcdserverpb.Watch/Watch", "/etcdserverpb.Lease/LeaseKeepAlive"):
+        call = ep.channel.stream_stream(method)(iter([b"\x0a\xff\xff"]), timeout=WAIT)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            async for _ in call:
+                pass
+        assert info.value.code() == grpc.StatusCode.INTERNAL
+        assert info.value.details().startswith("grpc: error unmarshalling request")
     assert (await ep.put(b"still/alive")).header.revision > 0
 
 

@@ -48,6 +48,13 @@ class ServerStoppedError(StoreError):
     message = "etcdserver: server stopped"
 
 
+class MalformedRequestError(StoreError):
+    """A stream message that does not parse (unary ones are refused by gRPC itself)."""
+
+    grpc_code = "INTERNAL"
+    message = "grpc: error unmarshalling request"
+
+
 class UnsupportedError(StoreError):
     """An etcd RPC that a single-member embedded store has no meaning for."""
 

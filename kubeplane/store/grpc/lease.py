@@ -7,10 +7,11 @@ from contextlib import aclosing
 from typing import AsyncIterator
 
 from etcd3aio._protobuf import rpc_pb2, rpc_pb2_grpc
+from google.protobuf.message import DecodeError
 
 from ..errors import LeaseNotFoundError, StoreError
 from ..interface import Store
-from .common import Identity, abort, abort_internal, unary, until_stopped
+from .common import Identity, MalformedRequestError, abort, abort_internal, unary, until_stopped
 
 
 class LeaseServicer(rpc_pb2_grpc.LeaseServicer):
@@ -47,6 +48,8 @@ class LeaseServicer(rpc_pb2_grpc.LeaseServicer):
                     yield rpc_pb2.LeaseKeepAliveResponse(header=header, ID=request.ID, TTL=ttl)
         except StoreError as err:
             await abort(context, err)
+        except DecodeError as exc:
+            await abort(context, MalformedRequestError(f"grpc: error unmarshalling request: {exc}"))
         except Exception as exc:  # noqa: BLE001
             await abort_internal(context, "LeaseKeepAlive", exc)
 

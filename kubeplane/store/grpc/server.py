@@ -89,6 +89,7 @@ class EtcdServer:
     async def start(self, listen: str = "127.0.0.1:0") -> int:
         """Bind and start serving; returns the bound port.  OSError if it cannot bind."""
         host, port = _split_listen(listen)
+        self.ident = ident = await self._identity()
         server = grpc.aio.server(options=self._options())
         try:
             bound = server.add_insecure_port(f"{host}:{port}")
@@ -97,7 +98,7 @@ class EtcdServer:
         if not bound:
             raise OSError(f"cannot listen on {listen}")
         self.host, self.port = host, bound
-        self.ident = ident = await self._identity([f"http://{self.endpoint}"])
+        ident.client_urls = [f"http://{self.endpoint}"]
         store = self.store
         self._watch = WatchServicer(store, ident, self._stopping)
         rpc_pb2_grpc.add_KVServicer_to_server(KVServicer(store, ident, self._max_txn_ops), server)
@@ -145,7 +146,7 @@ class EtcdServer:
             ("grpc.http2.max_ping_strikes", 0),
         ]
 
-    async def _identity(self, client_urls: list[str]) -> Identity:
+    async def _identity(self) -> Identity:
         """Ids come from the store when it has them, else are derived from the name, so
         they stay the same across restarts of the same data directory."""
         status = await self.store.status()
@@ -161,7 +162,6 @@ class EtcdServer:
             raft_term=status.raft_term or 1,
             name=name,
             version=advertised_version(self.store),
-            client_urls=client_urls,
             peer_urls=list(only.peer_urls) if only else [],
         )
 

@@ -32,12 +32,13 @@ import logging
 from typing import AsyncIterator
 
 from etcd3aio._protobuf import rpc_pb2, rpc_pb2_grpc
+from google.protobuf.message import DecodeError
 
 from ..errors import CompactedError, InvalidWatchRangeError, StoreError
 from ..interface import Store, Watcher
 from ..types import Event, WatchResponse
 from . import convert
-from .common import Identity, ServerStoppedError, abort, abort_internal, status_code
+from .common import Identity, MalformedRequestError, ServerStoppedError, abort, abort_internal, status_code
 
 log = logging.getLogger("kubeplane.store.grpc.watch")
 
@@ -125,6 +126,8 @@ class WatchStream:
             raise
         except StoreError as err:
             await self.close(err)
+        except DecodeError as exc:
+            await self.close(MalformedRequestError(f"grpc: error unmarshalling request: {exc}"))
         except Exception as exc:  # noqa: BLE001 - end this RPC, never the server
             log.exception("watch stream failed")
             await self.close(exc)

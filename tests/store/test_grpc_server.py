@@ -813,7 +813,7 @@ def _kv_stub(endpoint: str):
     return channel, rpc_pb2_grpc.KVStub(channel)
 
 
-def test_sigterm_closes_the_store_durably(tmp_path: Path):
+def test_sigterm_and_sigint_close_the_store_durably(tmp_path: Path):
     server = KubeplaneServer(tmp_path).start()
     try:
         channel, kv = _kv_stub(server.endpoints[0])
@@ -831,6 +831,8 @@ def test_sigterm_closes_the_store_durably(tmp_path: Path):
         with channel:
             resp = kv.Range(pb.RangeRequest(key=b"durable/", range_end=b"durable0", count_only=True), timeout=WAIT)
         assert resp.count == 20
+        again.server.proc.send_signal(signal.SIGINT)  # Ctrl-C stops it just as cleanly
+        assert again.server.proc.wait(timeout=15) == 0
     finally:
         again.stop()
 

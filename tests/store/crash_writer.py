@@ -46,7 +46,7 @@ KEEP_REVISIONS = 300
 COMPACT_EVERY = 0.05  # seconds
 MAX_SECONDS = 15.0  # a writer that was never killed stops by itself
 # Small enough that every round rotates segments and takes snapshots.
-STORE_SETTINGS = dict(snapshot_min_bytes=16 * 1024, segment_bytes=8 * 1024)
+STORE_SETTINGS = dict(snapshot_min_bytes=8 * 1024, segment_bytes=8 * 1024)
 
 
 def emit(obj: dict) -> None:

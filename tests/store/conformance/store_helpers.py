@@ -36,21 +36,48 @@ async def collect_events(w: Watcher, n: int, timeout: float = WAIT) -> list[Even
     return events
 
 
-async def events_until(w: Watcher, stop_key: bytes, timeout: float = WAIT) -> list[Event]:
-    """Every event up to and including the first one on ``stop_key``.
+class EventReader:
+    """Reads a watcher event by event: responses may batch several revisions (a
+    store may coalesce what piled up), so events past the ones asked for are kept
+    for the next call instead of being an error."""
 
-    Writing a sentinel key after the writes under test and reading up to it proves
-    that nothing else (no duplicate, no stray event) was delivered in between.
-    """
-    events: list[Event] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        resp = await next_events(w, max(0.01, deadline - time.monotonic()))
-        for i, ev in enumerate(resp.events):
-            events.append(ev)
-            if ev.kv.key == stop_key:
-                assert i == len(resp.events) - 1, f"events after the sentinel: {resp.events[i + 1:]}"
-                return events
+    def __init__(self, w: Watcher):
+        self.w = w
+        self._buffer: list[Event] = []
+
+    async def _fill(self, deadline: float) -> None:
+        resp = await next_events(self.w, max(0.01, deadline - time.monotonic()))
+        assert resp.revision >= resp.events[-1].kv.mod_revision, resp
+        self._buffer.extend(resp.events)
+
+    async def take(self, n: int, timeout: float = WAIT) -> list[Event]:
+        deadline = time.monotonic() + timeout
+        while len(self._buffer) < n:
+            await self._fill(deadline)
+        out, self._buffer = self._buffer[:n], self._buffer[n:]
+        return out
+
+    async def until(self, stop_key: bytes, timeout: float = WAIT) -> list[Event]:
+        """Every event up to and including the first one on ``stop_key``.
+
+        Writing a sentinel key after the writes under test and reading up to it
+        proves that nothing else (no duplicate, no stray event) came in between.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, ev in enumerate(self._buffer):
+                if ev.kv.key == stop_key:
+                    out, self._buffer = self._buffer[: i + 1], self._buffer[i + 1 :]
+                    return out
+            await self._fill(deadline)
+
+
+async def events_until(w: Watcher, stop_key: bytes, timeout: float = WAIT) -> list[Event]:
+    """``EventReader(w).until(stop_key)`` for a sentinel that is the last write."""
+    reader = EventReader(w)
+    events = await reader.until(stop_key, timeout)
+    assert not reader._buffer, f"events after the sentinel: {reader._buffer}"
+    return events
 
 
 async def wait_until(predicate, timeout: float = WAIT, interval: float = 0.05):

@@ -40,7 +40,7 @@ async def test_members(store):
     assert len(members) >= 1
     ids = [m.id for m in members]
     assert all(ids) and len(set(ids)) == len(ids)
-    assert all(m.client_urls for m in members)
+    assert all(isinstance(m.name, str) and isinstance(m.client_urls, list) for m in members)
     status = await store.status()
     assert status.member_id in ids
     assert status.leader in ids

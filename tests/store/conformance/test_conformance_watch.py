@@ -10,7 +10,7 @@ import pytest
 from kubeplane.store.errors import InvalidWatchRangeError
 from kubeplane.store.types import ALL_KEYS, DeleteOp, EventType, KeyValue, PutOp, prefix_end
 
-from store_helpers import collect_events, events_until, next_events, next_response, summary
+from store_helpers import EventReader, collect_events, events_until, next_events, next_response, summary
 
 PUT, DELETE = EventType.PUT, EventType.DELETE
 
@@ -77,11 +77,12 @@ async def test_watch_key_prefix_and_ranges(store, prefix):
 
         assert [e.kv.value for e in await collect_events(single, 2)] == [b"a", b"a2"]
         assert [e.kv.value for e in await collect_events(ranged, 4)] == [b"a", b"aa", b"b", b"a2"]
-        got = await events_until(prefixed, p + b"zzz-stop")
+        reader = EventReader(prefixed)
+        got = await reader.until(p + b"zzz-stop")
         assert [e.kv.value for e in got] == [b"a", b"aa", b"b", b"c", b"zz", b"stop"]
         assert got[-1].kv.mod_revision == stop
-        assert [e.kv.value for e in await collect_events(prefixed, 1)] == [b"a2"]
-        got = await events_until(from_key, p + b"zzz-stop")
+        assert [e.kv.value for e in await reader.take(1)] == [b"a2"]
+        got = await EventReader(from_key).until(p + b"zzz-stop")
         assert [e.kv.value for e in got] == [b"b", b"c", b"zz", b"stop"]
     finally:
         for w in (single, ranged, prefixed, from_key):

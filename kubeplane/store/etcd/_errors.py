@@ -8,6 +8,8 @@ revision").  So the message decides first, the code second.
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 
 from ..errors import (
@@ -73,3 +75,14 @@ def may_fail_over(exc: grpc.RpcError, *, idempotent: bool) -> bool:
 def not_sent(details: str | None) -> bool:
     text = (details or "").lower()
     return any(marker in text for marker in _NOT_SENT_MARKERS)
+
+
+async def stream_write(call, message) -> None:
+    """``call.write`` that reports a call which already ended as its gRPC status
+    (grpc.aio raises a bare InvalidStateError then), so callers see one error kind."""
+    try:
+        await call.write(message)
+    except asyncio.InvalidStateError:
+        code = await call.code()
+        details = await call.details()
+        raise grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details) from None

@@ -31,7 +31,7 @@ from ..errors import CompactedError, StoreError, StoreUnavailableError
 from ..interface import Watcher
 from ..types import WatchResponse
 from . import _convert
-from ._errors import error_from_status, map_rpc_error, may_fail_over, not_sent
+from ._errors import error_from_status, map_rpc_error, may_fail_over, not_sent, stream_write
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._endpoints import Endpoint
@@ -57,6 +57,7 @@ class EtcdWatcher(Watcher):
         self._write_lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
         self._progress_pending = False
+        self._pending: rpc_pb2.WatchResponse | None = None  # handled before the next read
         self._closed = False
         self._done = False
         self.watch_id = -1
@@ -84,11 +85,13 @@ class EtcdWatcher(Watcher):
                 create = rpc_pb2.WatchCreateRequest()
                 create.CopyFrom(self._create)
                 create.start_revision = self._next_rev
-                await asyncio.wait_for(call.write(rpc_pb2.WatchRequest(create_request=create)), timeout)
+                await asyncio.wait_for(stream_write(call, rpc_pb2.WatchRequest(create_request=create)), timeout)
                 resp = await asyncio.wait_for(call.read(), timeout)
                 if resp is grpc.aio.EOF:
                     raise _StreamLost("watch stream closed before the watch was created")
-                if resp.canceled:
+                if resp.compact_revision:
+                    pass  # created, but compacted: iteration reports it (via _pending)
+                elif resp.canceled:
                     reason = resp.cancel_reason
                     if not reason or not_sent(reason):
                         raise _StreamLost(reason or "watch canceled on creation")
@@ -110,6 +113,8 @@ class EtcdWatcher(Watcher):
                 raise
             self._call, self._endpoint = call, endpoint
             self.watch_id = resp.watch_id
+            if resp.compact_revision:
+                self._pending = resp
             if self._progress_pending:
                 await self._send_progress_request()
             return
@@ -120,7 +125,10 @@ class EtcdWatcher(Watcher):
         try:
             while True:
                 try:
-                    resp = await self._call.read()
+                    if self._pending is not None:
+                        resp, self._pending = self._pending, None
+                    else:
+                        resp = await self._call.read()
                     if resp is grpc.aio.EOF:
                         raise _StreamLost("watch stream ended")
                     await self._handle(resp)
@@ -134,6 +142,10 @@ class EtcdWatcher(Watcher):
             if self._call is not None:
                 self._call.cancel()
             await self._queue.put(exc)
+        except Exception as exc:  # a bug must end iteration, not hang the consumer
+            if self._call is not None:
+                self._call.cancel()
+            await self._queue.put(StoreError(f"watch failed: {exc!r}"))
 
     async def _handle(self, resp: rpc_pb2.WatchResponse) -> None:
         if resp.compact_revision:

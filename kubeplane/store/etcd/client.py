@@ -52,7 +52,7 @@ from ..types import (
 )
 from . import _convert
 from ._endpoints import Endpoint, EndpointPool
-from ._errors import map_rpc_error, may_fail_over
+from ._errors import map_rpc_error, may_fail_over, stream_write
 from ._watch import EtcdWatcher
 
 T = TypeVar("T")
@@ -320,7 +320,7 @@ class EtcdStore(Store):
                 timeout=self._request_timeout, metadata=self._metadata
             )
             try:
-                await call.write(rpc_pb2.LeaseKeepAliveRequest(ID=lease_id))
+                await stream_write(call, rpc_pb2.LeaseKeepAliveRequest(ID=lease_id))
                 resp = await call.read()
             finally:
                 call.cancel()
@@ -433,12 +433,29 @@ class EtcdStore(Store):
             raise StoreUnavailableError(f"{StoreUnavailableError.message}: {', '.join(unreachable)}")
 
     async def snapshot(self) -> AsyncIterator[bytes]:
-        endpoint = self._pool.current()
-        call = endpoint.stub("Maintenance").Snapshot(rpc_pb2.SnapshotRequest(), metadata=self._metadata)
+        """Stream the current member's backend; fails over until the first blob only."""
+
+        async def first(endpoint: Endpoint):
+            call = endpoint.stub("Maintenance").Snapshot(rpc_pb2.SnapshotRequest(), metadata=self._metadata)
+            try:
+                resp = await asyncio.wait_for(call.read(), self._request_timeout)
+            except asyncio.TimeoutError:
+                call.cancel()
+                raise grpc.aio.AioRpcError(
+                    grpc.StatusCode.DEADLINE_EXCEEDED, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                    details="no snapshot data within the request timeout",
+                ) from None
+            except BaseException:
+                call.cancel()
+                raise
+            return call, resp
+
+        call, resp = await self._with_failover(first, idempotent=True)
         try:
-            async for resp in call:
+            while resp is not grpc.aio.EOF:
                 if resp.blob:
                     yield resp.blob
+                resp = await call.read()
         except grpc.aio.AioRpcError as exc:
             raise map_rpc_error(exc) from None
         finally:

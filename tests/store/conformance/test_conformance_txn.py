@@ -43,7 +43,7 @@ async def test_compare_every_target_and_result(store, prefix):
             (CompareTarget.LEASE, lease, lease - 1, lease + 1),
         ]
         for target, equal, smaller, bigger in cases:
-            c = lambda result, value: Compare(k, target, result, value)  # noqa: E731
+            c = lambda result, value, target=target: Compare(k, target, result, value)  # noqa: E731
             assert await _holds(store, c(EQ, equal)), target
             assert not await _holds(store, c(EQ, smaller)), target
             assert await _holds(store, c(GT, smaller)), target

@@ -274,6 +274,36 @@ async def test_watch_resumes_from_next_revision_under_concurrent_writes(cluster)
         last[e.kv.key] = e.kv.mod_revision
 
 
+async def test_hung_member_reads_fail_over_writes_are_not_resent(cluster):
+    """A frozen member (SIGSTOP) keeps its connections open but never answers."""
+    import signal
+
+    p = b"/hung/"
+    async with EtcdStore(cluster.endpoints, reshuffle_interval=0, request_timeout=1.0) as s:
+        victim = (await _leader_index(cluster, s) + 1) % 3  # a follower: no election
+        while s.info.endpoints[0] != cluster.endpoints[victim]:
+            s._pool.failed(s._pool.current())
+        r = (await s.put(p + b"k", b"v")).revision
+        cluster.members[victim].proc.send_signal(signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            kv = await s.get(p + b"k")  # times out on the victim, then another answers
+            assert kv.value == b"v" and kv.mod_revision == r
+            assert 0.9 < time.monotonic() - t0 < 5
+            assert s.info.endpoints[0] != cluster.endpoints[victim]
+
+            # A write that timed out may have been applied: it is raised, not resent.
+            while s.info.endpoints[0] != cluster.endpoints[victim]:
+                s._pool.failed(s._pool.current())
+            with pytest.raises(StoreUnavailableError):
+                await s.put(p + b"k", b"maybe")
+            assert s.info.endpoints[0] != cluster.endpoints[victim]  # moved on
+            r2 = (await s.put(p + b"k", b"sure")).revision
+            assert r2 > r and (await s.get(p + b"k")).value == b"sure"
+        finally:
+            cluster.members[victim].proc.send_signal(signal.SIGCONT)
+
+
 async def test_all_members_down_is_unavailable_quickly(cluster):
     async with EtcdStore(cluster.endpoints, request_timeout=1.0) as s:
         await s.put(b"/down/k", b"v")

@@ -474,9 +474,10 @@ class _NotConnected(Exception):
 
 
 class _Retry:
-    """Bounds one call's failover: at most ``max_attempts`` tries within ``budget``
-    seconds (the request timeout, so a leader election of a second or two is ridden
-    out).  No pause within a round over the members; then 50 ms, doubling to 500 ms."""
+    """Bounds one call's failover: every member is tried once, then more tries go on
+    while ``budget`` seconds (the request timeout: a leader election of a second or two
+    is ridden out) last, never more than ``max_attempts`` in all.  No pause within a
+    round over the members; between rounds 50 ms, doubling up to 500 ms."""
 
     def __init__(self, max_attempts: int, budget: float, members: int):
         self._max_attempts = max_attempts
@@ -488,7 +489,9 @@ class _Retry:
         """Count a failure; False when the budget is spent, else pause and say go."""
         self.failures += 1
         loop = asyncio.get_running_loop()
-        if self.failures >= self._max_attempts or loop.time() >= self._deadline:
+        if self.failures >= self._max_attempts:
+            return False
+        if self.failures >= self._members and loop.time() >= self._deadline:
             return False
         rounds, within = divmod(self.failures, self._members)
         if within == 0:

@@ -35,6 +35,7 @@ class Recovered:
     records: list[wal.WalRecord] = field(default_factory=list)
     last_segment: int = 0
     truncated_bytes: int = 0
+    log_bytes: int = 0  # bytes of log replayed (written since the snapshot)
 
 
 class Backend:
@@ -84,6 +85,7 @@ class Backend:
             expected += 1
             last = i == len(segments) - 1
             data = path.read_bytes()
+            out.log_bytes += len(data)
             try:
                 for offset, payload in wal.iter_frames(data, str(path), last=last):
                     try:
@@ -92,6 +94,7 @@ class Backend:
                         raise CorruptionError(f"kubeplane: {path}: bad record at offset {offset}: {exc}") from None
             except wal.TornTail as torn:
                 out.truncated_bytes = len(data) - torn.offset
+                out.log_bytes -= out.truncated_bytes
                 with open(path, "r+b") as f:
                     f.truncate(torn.offset)
                     os.fsync(f.fileno())

@@ -382,11 +382,18 @@ class KVStore:
     # --- compaction ---------------------------------------------------------------
 
     def compaction_keys(self, rev: int) -> list[bytes]:
-        """Drop history below rev; returns the keys whose chains need cutting."""
-        self.compacted = rev
+        """Drop history below rev; returns the keys whose chains need cutting.
+
+        Deletes at exactly ``rev`` leave the history too: compaction never keeps a
+        tombstone, so (as in etcd) a watch from the floor does not see them, and the
+        record and the version it deleted can be freed.
+        """
+        self.compacted = max(self.compacted, rev)
         dropped = self.history.truncate_before(rev)
         keys = {r.key for entry in dropped for r in entry}
-        keys.update(r.key for r in self.history.at(rev))
+        floor = self.history.at(rev)
+        keys.update(r.key for r in floor)
+        self.history.entries[0] = tuple(r for r in floor if r.version)
         return list(keys)
 
     def compact_keys(self, keys: Sequence[bytes], rev: int) -> None:

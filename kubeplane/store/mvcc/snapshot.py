@@ -1,6 +1,6 @@
 """Snapshot files: the whole store at one revision, so the log before it can go.
 
-A snapshot is a sequence of WAL-style frames (``wal.HEADER`` + crc32 + payload):
+A snapshot is a sequence of WAL-style frames (``wal.frame``: checksummed header + payload):
 
 * ``META``: ``u8 kind | u64 revision | u64 compact revision | u64 history base |
   u64 first WAL segment to replay after it``;

@@ -178,6 +178,7 @@ class EmbeddedStore(Store):
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kubeplane-wal")
         recovered = await loop.run_in_executor(self._io, self._backend.open)
         self._recover(recovered)
+        self._wal_since_snapshot = recovered.log_bytes
         self._open = _Batch(_Durable(loop=loop))
         self._wake_committer = asyncio.Event()
         self._maintenance = asyncio.Lock()
@@ -217,6 +218,9 @@ class EmbeddedStore(Store):
             elif isinstance(r, wal.CompactRecord):
                 if r.revision > kv.compacted:
                     kv.compact_keys(kv.compaction_keys(r.revision), r.revision)
+        if kv.history.base < kv.compacted:
+            # A snapshot taken while a compaction was under way records its floor only.
+            kv.compact_keys(kv.compaction_keys(kv.compacted), kv.compacted)
         latest = kv.index.latest
         kv.index.all_keys = SortedList(latest)
         kv.index.live = SortedList(k for k, r in latest.items() if r.version)
@@ -306,6 +310,8 @@ class EmbeddedStore(Store):
                         self._fail(exc)
                         return
                     waiters, self._rotate_waiters = self._rotate_waiters, []
+                    if waiters:
+                        self._wal_since_snapshot = 0  # the snapshot covers the log before this
                     for w in waiters:
                         if not w.done():
                             w.set_result((kv.committed, seq))
@@ -499,17 +505,18 @@ class EmbeddedStore(Store):
             raise CompactedError(kv.compacted)
         if revision > kv.rev:
             raise FutureRevisionError()
-        fut = self._stage(0, [], wal.frame_compact(revision))
-        await fut
-        if revision <= kv.compacted:  # a concurrent compaction got there first
-            raise CompactedError(kv.compacted)
+        # The floor moves now: reads below it fail from here on, and a snapshot taken
+        # before the physical compaction below still records it.
+        kv.compacted = revision
+        await self._stage(0, [], wal.frame_compact(revision))
         async with self._maintenance:
             await self._compact_now(revision)
         return kv.committed
 
     async def _compact_now(self, revision: int) -> None:
         kv = self._kv
-        kv.compacted = revision
+        if kv.history.base >= revision:
+            return  # a later compaction already did this part
         # Readers below the new floor keep their snapshot until they finish.
         while self._readers and min(self._readers) < revision:
             await asyncio.sleep(0.005)
@@ -703,7 +710,6 @@ class EmbeddedStore(Store):
             self._rotate_waiters.append(waiter)
             self._wake_committer.set()
             rev, next_segment = await waiter
-            self._wal_since_snapshot = 0
             self._readers[rev] += 1
             try:
                 f = await loop.run_in_executor(self._io, self._backend.open_snapshot, rev)

@@ -1,6 +1,8 @@
 """The write-ahead log: framed, checksummed records in numbered segment files.
 
-A frame is ``u32 length | u32 crc32(payload) | payload``.  Payload kinds:
+A frame is ``u32 length | u32 crc32(payload) | u32 crc32(the 8 bytes before) | payload``:
+the header has its own checksum, so a damaged length can never pass for a torn write.
+Payload kinds:
 
 * ``TXN``: ``u8 kind | u64 revision | u32 n`` then n mutations
   ``u8 op (0 put, 1 delete) | i64 lease | u32 key length | u32 value length | key | value``.
@@ -14,10 +16,15 @@ A frame is ``u32 length | u32 crc32(payload) | payload``.  Payload kinds:
 Segments are ``wal/<16-digit sequence>.wal``.  A batch of frames is written with one
 ``write`` and made durable with one ``fdatasync`` (group commit, see ``backend.py``).
 
-Recovery reads every segment in order.  A frame that is cut short or fails its checksum
-at the very end of the *last* segment is a torn write from a crash: it is dropped and the
-file truncated there.  Any other bad frame is corruption and stops startup with
-``CorruptionError`` naming the file and offset: nothing is silently skipped.
+Recovery reads every segment in order.  A crash can only tear the final write of the
+*last* segment, and a torn write is a prefix of what was written (possibly followed by
+zeros the file system allocated).  So at the end of the last segment these are torn and
+dropped (the file is truncated there): a header cut short; a valid header whose payload
+runs past the end; a payload failing its checksum when nothing but zeros follows it; an
+all-zero tail.  Anything else (a bad header checksum with data after it, a bad payload
+checksum followed by more data, any bad frame in an earlier segment) is corruption and
+stops startup with ``CorruptionError`` naming the file and offset: nothing is silently
+skipped.
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ from typing import Iterator
 
 from ..errors import CorruptionError
 
-HEADER = struct.Struct("<II")
+HEADER = struct.Struct("<III")
+_LEN_CRC = struct.Struct("<II")
 TXN_HEAD = struct.Struct("<BQI")
 MUTATION = struct.Struct("<BqII")
 LEASE_GRANT_REC = struct.Struct("<Bqq")
@@ -47,8 +55,7 @@ _crc32 = zlib.crc32
 def frame_put(rev: int, key: bytes, value: bytes, lease: int) -> list[bytes]:
     """The frame of a single-put txn, as pieces to join (avoids copying the value twice)."""
     head = TXN_HEAD.pack(TXN, rev, 1) + MUTATION.pack(OP_PUT, lease, len(key), len(value)) + key
-    length = len(head) + len(value)
-    return [HEADER.pack(length, _crc32(value, _crc32(head))), head, value]
+    return [header(len(head) + len(value), _crc32(value, _crc32(head))), head, value]
 
 
 def frame_txn(rev: int, mutations: list[tuple[int, bytes, bytes, int]]) -> list[bytes]:
@@ -59,11 +66,16 @@ def frame_txn(rev: int, mutations: list[tuple[int, bytes, bytes, int]]) -> list[
         parts.append(key)
         parts.append(value)
     payload = b"".join(parts)
-    return [HEADER.pack(len(payload), _crc32(payload)), payload]
+    return [header(len(payload), _crc32(payload)), payload]
+
+
+def header(length: int, crc: int) -> bytes:
+    first = _LEN_CRC.pack(length, crc)
+    return first + _crc32(first).to_bytes(4, "little")
 
 
 def frame(payload: bytes) -> list[bytes]:
-    return [HEADER.pack(len(payload), _crc32(payload)), payload]
+    return [header(len(payload), _crc32(payload)), payload]
 
 
 def frame_lease_grant(lease_id: int, ttl: int) -> list[bytes]:
@@ -141,12 +153,20 @@ def iter_frames(data: bytes | memoryview, path: str, *, last: bool) -> Iterator[
     view = memoryview(data)
     size = len(view)
     pos = 0
+
+    def zeros_from(i: int) -> bool:
+        return not any(view[i:])
+
     while pos < size:
         if size - pos < HEADER.size:
             if last:
                 raise TornTail(pos)
             raise CorruptionError(f"kubeplane: {path}: truncated frame header at offset {pos}")
-        length, crc = HEADER.unpack_from(view, pos)
+        length, crc, header_crc = HEADER.unpack_from(view, pos)
+        if _crc32(view[pos : pos + 8]) != header_crc:
+            if last and zeros_from(pos):
+                raise TornTail(pos)
+            raise CorruptionError(f"kubeplane: {path}: bad frame header checksum at offset {pos}")
         end = pos + HEADER.size + length
         if end > size:
             if last:
@@ -154,7 +174,7 @@ def iter_frames(data: bytes | memoryview, path: str, *, last: bool) -> Iterator[
             raise CorruptionError(f"kubeplane: {path}: frame at offset {pos} runs past the end of the file")
         payload = view[pos + HEADER.size : end]
         if _crc32(payload) != crc or length == 0:
-            if last and (end == size or not any(view[end:])):
+            if last and zeros_from(end):
                 raise TornTail(pos)
             raise CorruptionError(f"kubeplane: {path}: checksum mismatch in frame at offset {pos}")
         yield pos, payload

@@ -24,6 +24,7 @@ import psutil
 from etcd3aio._protobuf import rpc_pb2, rpc_pb2_grpc
 
 ETCD_BIN = shutil.which("etcd") or "/usr/bin/etcd"
+REPO = Path(__file__).resolve().parent.parent  # where ``python -m bench...`` finds the package
 START_TIMEOUT = 30.0
 
 _running: list["Server"] = []
@@ -42,11 +43,12 @@ class ServerError(RuntimeError):
 class Server:
     """One server child process; ``endpoint`` is its gRPC ``host:port``."""
 
-    def __init__(self, name: str, argv: list[str], endpoint: str, log_path: Path) -> None:
+    def __init__(self, name: str, argv: list[str], endpoint: str, log_path: Path, cwd: Path | None = None) -> None:
         self.name = name
         self.argv = argv
         self.endpoint = endpoint
         self.log_path = log_path
+        self.cwd = cwd
         self.proc: subprocess.Popen | None = None
         self.ps: psutil.Process | None = None
 
@@ -58,7 +60,7 @@ class Server:
     def start(self, timeout: float = START_TIMEOUT) -> "Server":
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.cwd,
                 start_new_session=True,  # a Ctrl-C is ours to handle: we kill it in stop()
             )
         _running.append(self)
@@ -145,6 +147,14 @@ def kubeplane_server(base_dir: Path) -> Server:
         "--listen", f"127.0.0.1:{port}", "--data-dir", str(base_dir / "data"),
     ]
     return Server("kubeplane", argv, f"127.0.0.1:{port}", base_dir / "serve.log")
+
+
+def echo_server(base_dir: Path) -> Server:
+    """``python -m bench.grpc_echo``: a grpc.aio server that answers Put doing nothing."""
+    base_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.grpc_echo", str(port)]
+    return Server("grpc-echo", argv, f"127.0.0.1:{port}", base_dir / "echo.log", cwd=REPO)
 
 
 def etcd_version() -> str:

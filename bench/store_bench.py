@@ -9,7 +9,9 @@ Figures, each with the issue's target where it states one:
 * remote, through the same client (``EtcdStore``) and the same load, side by side:
   ``kubeplane store serve`` against real etcd 3.4: puts/s, single-key gets/s, ranges
   with limit 500 per second, latency of a 10,000-key range, and compare-and-swap txns/s
-  (the API server's update), with the server's CPU per operation;
+  (the API server's update), with the server's CPU per operation; plus puts/s of a
+  grpc.aio server that does nothing (``bench.grpc_echo``), the ceiling of any Python
+  grpc.aio endpoint on the machine;
 * memory: RSS of a fresh process whose ``EmbeddedStore`` holds 100,000 keys of 1 KiB
   (after writing them, and after recovering them from disk), and RSS of the
   ``kubeplane store serve`` and etcd processes holding the same keys.
@@ -306,6 +308,7 @@ class Remote:
 
     label: str
     server: procs.Server
+    figures: tuple[str, ...] = ("put", "get", "range500", "range10k", "txn")
     store: object = None
     samples: dict[str, list[float]] = field(default_factory=dict)
     cpu_per_op: dict[str, list[float]] = field(default_factory=dict)  # server CPU us per op
@@ -325,6 +328,8 @@ async def prepare_remote(r: Remote) -> None:
 
     r.store = EtcdStore([r.server.endpoint], request_timeout=30.0)
     await r.store.start()
+    if r.figures == ("put",):
+        return
     await load_range_data(r.store)
     ops = [PutOp(cas_key(t, k), value(k)) for t in range(WRITERS) for k in range(CAS_KEYS_PER_TASK)]
     for lo in range(0, len(ops), TXN_PUTS):
@@ -374,6 +379,8 @@ async def remote_rep(s: Settings, r: Remote, rep: int) -> None:
     steps = remote_steps(r, rep)
     client = psutil.Process()
     for name, step in steps.items():
+        if name not in r.figures:
+            continue
         cpu0, me0 = r.server.cpu_seconds(), client.cpu_times()
         n, seconds = await run_for(s.duration, WRITERS, step)
         cpu, me = r.server.cpu_seconds() - cpu0, client.cpu_times()
@@ -384,9 +391,14 @@ async def remote_rep(s: Settings, r: Remote, rep: int) -> None:
             f"{r.label} {name} rep {rep + 1}: {fmt(n / seconds)}/s, server CPU {cpu / seconds:.0%}, "
             f"client CPU {(me.user + me.system - me0.user - me0.system) / seconds:.0%}"
         )
-    key, end = b"/bench/range/a/", prefix_end(b"/bench/range/a/")
-    ms = await timed(lambda: r.store.range(key, end), 3)
-    r.samples.setdefault("range10k", []).append(statistics.median(ms))
+    if "range10k" in r.figures:
+        key, end = b"/bench/range/a/", prefix_end(b"/bench/range/a/")
+        cpu0, t0 = r.server.cpu_seconds(), time.perf_counter()
+        ms = await timed(lambda: r.store.range(key, end), 3)
+        cpu, seconds = r.server.cpu_seconds() - cpu0, time.perf_counter() - t0
+        r.samples.setdefault("range10k", []).append(statistics.median(ms))
+        r.cpu_per_op.setdefault("range10k", []).append(cpu / (len(ms) + 1) * 1e6)  # + the warm-up call
+        r.cpu_busy.setdefault("range10k", []).append(cpu / seconds)
 
 
 async def run_remote(s: Settings, res: Results) -> None:
@@ -394,6 +406,7 @@ async def run_remote(s: Settings, res: Results) -> None:
     remotes = [
         Remote("kubeplane", procs.kubeplane_server(s.workdir / "kp")),
         Remote("etcd", procs.etcd_server(s.workdir / "etcd")),
+        Remote("grpc-echo", procs.echo_server(s.workdir / "echo"), figures=("put",)),
     ]
     try:
         for r in remotes:
@@ -401,14 +414,14 @@ async def run_remote(s: Settings, res: Results) -> None:
             await prepare_remote(r)
         # Warm up (connections, code paths) before measuring.
         for r in remotes:
-            await run_for(0.3, WRITERS, remote_steps(r, -1)["put"])
+            await run_for(0.3, WRITERS, remote_steps(r, -1)["put"])  # every target serves puts
         for rep in range(s.reps):
             for r in remotes if rep % 2 == 0 else reversed(remotes):
                 await remote_rep(s, r, rep)
-        kp, etcd = remotes
+        kp, etcd, echo = remotes
         for name, (text, unit, target) in REMOTE_FIGURES.items():
             notes = {}
-            for r in remotes:
+            for r in (r for r in remotes if name in r.figures):
                 cpu, busy = r.cpu_per_op.get(name), r.cpu_busy.get(name)
                 notes[r.label] = (
                     f"server CPU {fmt(statistics.median(cpu))} us/op, {statistics.median(busy):.0%} busy" if cpu else ""
@@ -418,6 +431,11 @@ async def run_remote(s: Settings, res: Results) -> None:
             # repetitions are paired (run back to back): one ratio per repetition
             ratios = [a / b for a, b in zip(kp.samples[name], etcd.samples[name])]
             res.add(Figure(g, f"{text}: kubeplane / etcd", "x", ratios, target))
+            if name in echo.figures:
+                res.add(Figure(
+                    g, f"{text}: grpc.aio server doing nothing", unit, echo.samples[name],
+                    note=f"{notes['grpc-echo']}; the ceiling of a grpc.aio endpoint (bench/grpc_echo.py)",
+                ))
     finally:
         for r in remotes:
             if r.store is not None:
@@ -431,7 +449,7 @@ async def run_remote(s: Settings, res: Results) -> None:
 def child_rss(*args: str, timeout: float = 180) -> dict:
     out = subprocess.run(
         [sys.executable, "-m", "bench.rss_child", *args],
-        capture_output=True, text=True, timeout=timeout, cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True, text=True, timeout=timeout, cwd=procs.REPO,
     )
     if out.returncode != 0:
         raise RuntimeError(f"rss_child {args[0]} failed: {out.stderr.strip()[-500:]}")

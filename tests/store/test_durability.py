@@ -3,8 +3,9 @@ long reads, compaction, quota, request limits and slow watchers.
 
 Everything runs on a real data dir with real fsyncs; the only thing patched is a wrapper
 around ``Backend.write_sync`` where a test must see (or time) the group-commit writes.
-The on-disk format is read with the framing the WAL docstring documents
-(``u32 length | u32 crc32 | payload``), to damage files at precise places.
+To damage files at precise places the tests walk the frames of the on-disk format
+(a fixed-size header starting with the ``u32`` payload length, then the payload; see
+``wal.py``), and torn writes are made from real frames cut short.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import gc
 import struct
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import pytest
@@ -28,7 +28,7 @@ from kubeplane.store.errors import (
     RequestTooLargeError,
     TooManyOpsError,
 )
-from kubeplane.store.mvcc import EmbeddedStore
+from kubeplane.store.mvcc import EmbeddedStore, wal
 from kubeplane.store.mvcc.backend import Backend
 from kubeplane.store.mvcc.watch import MAX_BUFFERED_EVENTS
 from kubeplane.store.types import (
@@ -42,7 +42,8 @@ from kubeplane.store.types import (
     prefix_end,
 )
 
-FRAME = struct.Struct("<II")  # length, crc32(payload)
+HEADER = wal.HEADER.size  # a frame: a fixed-size header (u32 payload length first), payload
+LENGTH = struct.Struct("<I")
 TXN_KIND, COMPACT_KIND = 1, 4
 WAIT = 5.0
 
@@ -54,10 +55,10 @@ def frames(data: bytes) -> list[tuple[int, int, bytes]]:
     """(offset, length, payload) of each frame of a well-formed file."""
     out = []
     pos = 0
-    while pos + FRAME.size <= len(data):
-        length, _ = FRAME.unpack_from(data, pos)
-        out.append((pos, length, data[pos + FRAME.size : pos + FRAME.size + length]))
-        pos += FRAME.size + length
+    while pos + HEADER <= len(data):
+        (length,) = LENGTH.unpack_from(data, pos)
+        out.append((pos, length, data[pos + HEADER : pos + HEADER + length]))
+        pos += HEADER + length
     assert pos == len(data), "file is not a clean sequence of frames"
     return out
 
@@ -192,12 +193,6 @@ async def test_restart_preserves_everything(tmp_path: Path, source: str) -> None
         assert (await s.get(b"k/next")).mod_revision == before["revision"] + 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="snapshot.load re-links the tombstones of the compaction revision (history.base) into "
-    "the key chains that compaction had cut them from: after a restart from a snapshot, "
-    "db_size_in_use grows and DELETE events at the floor lose their prev_kv",
-)
 async def test_snapshot_restart_keeps_floor_tombstones_compacted(tmp_path: Path) -> None:
     """Compaction at a revision that deleted keys, then a snapshot: a restart gives the
     same store (size in use, history from the floor with prev_kv) as before it."""
@@ -287,12 +282,6 @@ async def test_snapshot_truncates_log_and_bounds_restart(tmp_path: Path) -> None
         assert await state(s) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="EmbeddedStore._wal_since_snapshot starts at 0 on every start instead of at the size "
-    "of the log recovery replayed, so a store restarted more often than it fills the "
-    "threshold never snapshots and its log and restart time grow without bound",
-)
 async def test_log_since_snapshot_counts_across_restarts(tmp_path: Path) -> None:
     """Many short sessions, each writing a little less than the snapshot threshold: the
     log since the last snapshot still outgrows the data, so a snapshot must be taken and
@@ -336,22 +325,34 @@ async def test_torn_last_record_cut_short_is_dropped(tmp_path: Path, cut: int) -
         assert len((await s.range(b"n/", prefix_end(b"n/"))).kvs) == 29
 
 
-GARBAGE = {
-    "partial-header": b"\x05\x00\x00",
-    "header-promising-more": FRAME.pack(100, 12345) + b"\x01" * 10,
-    "whole-frame-bad-crc": FRAME.pack(20, zlib.crc32(b"y" * 20) ^ 1) + b"x" * 20,
-    "preallocated-zeros": b"\0" * 4096,
-}
+def torn(kind: str) -> bytes:
+    """What a crash in the middle of the next write can leave behind: a prefix of a real
+    frame, possibly followed by zeros the file system had allocated."""
+    frame = b"".join(wal.frame_txn(10**6, [(wal.OP_PUT, b"torn", b"t" * 100, 0)]))
+    if kind == "partial-header":
+        return frame[:3]
+    if kind == "header-promising-more":
+        return frame[: HEADER + 10]
+    if kind == "all-but-one-byte":
+        return frame[:-1]
+    if kind == "last-sectors-zero":
+        return frame[:-20] + bytes(20)
+    if kind == "preallocated-zeros":
+        return bytes(4096)
+    raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("kind", sorted(GARBAGE))
+TORN = ["partial-header", "header-promising-more", "all-but-one-byte", "last-sectors-zero", "preallocated-zeros"]
+
+
+@pytest.mark.parametrize("kind", TORN)
 async def test_partial_frame_appended_is_dropped(tmp_path: Path, kind: str) -> None:
     data = tmp_path / "d"
     revs = await write_numbered(data, 30)
     seg = segments(data)[-1]
     size = seg.stat().st_size
     with open(seg, "ab") as f:
-        f.write(GARBAGE[kind])
+        f.write(torn(kind))
     async with EmbeddedStore(data) as s:
         assert await s.current_revision() == revs[-1]
         assert len((await s.range(b"n/", prefix_end(b"n/"))).kvs) == 30
@@ -383,15 +384,7 @@ FLIPS = [
     ("last", "payload"),
     ("last", "crc"),
     ("last", "length-low"),
-    pytest.param(
-        "last",
-        "length-high",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="wal.iter_frames treats a frame whose (damaged) length runs past the end of "
-            "the last segment as a torn write and truncates every later, acknowledged record",
-        ),
-    ),
+    ("last", "length-high"),
 ]
 
 
@@ -406,7 +399,7 @@ async def test_flipped_byte_in_segment_is_corruption(tmp_path: Path, where: str,
     assert len(fr) >= 5
     offset, length, _ = fr[len(fr) // 2]
     pos = {
-        "payload": offset + FRAME.size + length // 2,
+        "payload": offset + HEADER + length // 2,
         "crc": offset + 5,
         "length-low": offset,
         "length-high": offset + 3,
@@ -428,7 +421,7 @@ async def test_damaged_snapshot_is_corruption(tmp_path: Path, damage: str) -> No
     if damage == "flip-middle":
         flip(snap, len(raw) // 2)
     elif damage == "flip-header":
-        flip(snap, FRAME.size + 3)  # inside the META record
+        flip(snap, HEADER + 3)  # inside the META record
     else:
         snap.write_bytes(raw[:-5])
     err = await corrupt_start(data)
@@ -487,6 +480,13 @@ async def test_group_commit_shares_fsyncs_and_acks_only_durable_writes(tmp_path:
 N_LONG = 100_000
 
 
+@pytest.mark.xfail(
+    strict=False,  # timing: on a loaded machine the OS deschedules the loop and the writes get through
+    reason="GIL starvation of the WAL thread: EmbeddedStore._chunked_scan yields with "
+    "asyncio.sleep(0), so the loop only ever does select(0); each select releases and at once "
+    "re-takes the GIL, which resets CPython's forced-switch timer of the waiting WAL thread, "
+    "and the fsync of a concurrent put starts only when the range has finished",
+)
 async def test_long_range_does_not_block_writers(tmp_path: Path) -> None:
     async with EmbeddedStore(tmp_path / "d") as s:
         # Per key: [(revision, value or None)], to know the state at any revision.
@@ -578,12 +578,6 @@ async def test_compaction_frees_memory_and_old_reads_fail(tmp_path: Path) -> Non
         assert (st4.db_size_in_use, st4.compact_revision) == (st3.db_size_in_use, head)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="EmbeddedStore.compact() applies the compaction under the maintenance lock only after "
-    "its WAL record is durable; a snapshot holding that lock in between records the old "
-    "floor and deletes the segment with the COMPACT record",
-)
 async def test_compaction_floor_survives_a_concurrent_snapshot(tmp_path: Path, monkeypatch) -> None:
     """A snapshot that starts while an acknowledged compaction's record is being written
     must not drop the compaction: after a restart the floor is where it was."""

@@ -481,13 +481,6 @@ async def test_group_commit_shares_fsyncs_and_acks_only_durable_writes(tmp_path:
 N_LONG = 100_000
 
 
-@pytest.mark.xfail(
-    strict=False,  # timing: on a loaded machine the OS deschedules the loop and the writes get through
-    reason="GIL starvation of the WAL thread: EmbeddedStore._chunked_scan yields with "
-    "asyncio.sleep(0), so the loop only ever does select(0); each select releases and at once "
-    "re-takes the GIL, which resets CPython's forced-switch timer of the waiting WAL thread, "
-    "and the fsync of a concurrent put starts only when the range has finished",
-)
 async def test_long_range_does_not_block_writers(tmp_path: Path) -> None:
     async with EmbeddedStore(tmp_path / "d") as s:
         # Per key: [(revision, value or None)], to know the state at any revision.

@@ -176,8 +176,13 @@ class EmbeddedStore(Store):
             return
         loop = asyncio.get_running_loop()
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kubeplane-wal")
-        recovered = await loop.run_in_executor(self._io, self._backend.open)
-        self._recover(recovered)
+        try:
+            recovered = await loop.run_in_executor(self._io, self._backend.open)
+            self._recover(recovered)
+        except BaseException:
+            self._backend.close()
+            self._io.shutdown(wait=False)
+            raise
         self._wal_since_snapshot = recovered.log_bytes
         self._open = _Batch(_Durable(loop=loop))
         self._wake_committer = asyncio.Event()
@@ -248,6 +253,18 @@ class EmbeddedStore(Store):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._backend.close()
         self._io.shutdown(wait=True)
+
+    async def pause(self) -> None:
+        """Yield between the chunks of a long operation (range, compaction, snapshot,
+        watch catch-up).
+
+        ``sleep(0)`` is not enough while a WAL write is in flight: the loop's zero-timeout
+        select releases and retakes the GIL at once, which resets CPython's forced-switch
+        timer, so the WAL thread would never get the GIL and every writer would wait for
+        the long operation to end.  A short real sleep hands it over.
+        """
+        inflight = self._inflight
+        await asyncio.sleep(0.0002 if inflight is not None and not inflight.done() else 0)
 
     def _check_open(self) -> None:
         if not self._started or self._closed:
@@ -421,7 +438,7 @@ class EmbeddedStore(Store):
                 if done:
                     break
                 after = last
-                await asyncio.sleep(0)
+                await self.pause()
             return out, total
         finally:
             self._readers[rev] -= 1
@@ -524,7 +541,7 @@ class EmbeddedStore(Store):
         for i in range(0, len(keys), READ_CHUNK):
             kv.compact_keys(keys[i : i + READ_CHUNK], revision)
             if i + READ_CHUNK < len(keys):
-                await asyncio.sleep(0)
+                await self.pause()
 
     # --- watch --------------------------------------------------------------------
 
@@ -692,7 +709,7 @@ class EmbeddedStore(Store):
         for i, payload in enumerate(gen):
             yield payload
             if i % 2000 == 1999:
-                await asyncio.sleep(0)
+                await self.pause()
 
     async def _snapshot_task(self) -> None:
         try:

@@ -127,7 +127,7 @@ class EmbeddedWatcher(Watcher):
                     self.sent_since_tick = True
                     return resp
                 if not self.synced:
-                    await asyncio.sleep(0)  # a long scan found nothing yet: let others run
+                    await store.pause()  # a long scan found nothing yet: let others run
                 continue
             if self.progress_requested or self.progress_due:
                 self.progress_requested = self.progress_due = False

@@ -740,3 +740,50 @@ async def test_slow_watcher_is_bounded_and_gets_everything(tmp_path: Path) -> No
         # And it is live again afterwards.
         r = await s.put(b"w/last", b"l")
         assert await consume(slow, 1) == [(r.revision, b"w/last", b"l")]
+
+
+async def test_far_behind_watcher_does_not_delay_live_watchers(tmp_path: Path) -> None:
+    """A watcher replaying a long history pulls it in bounded chunks in its own task:
+    a live watcher gets a new write while the replay is still far from done."""
+    async with EmbeddedStore(tmp_path / "d", fsync=False) as s:
+        first = None
+        for t in range(200):  # 200 txns of 100 puts: 20k events of history
+            r = await s.txn([], [PutOp(b"h/%03d" % k, b"%d" % t) for k in range(100)])
+            first = first or r.revision
+        behind = await s.watch(b"h/", prefix_end(b"h/"), start_revision=first)
+        live = await s.watch(b"h/", prefix_end(b"h/"))
+        replayed = 0
+
+        async def replay() -> None:
+            nonlocal replayed
+            while replayed < 20_000:
+                resp = await behind.__anext__()
+                replayed += len(resp.events)
+
+        replayer = asyncio.create_task(replay())
+        await asyncio.sleep(0)  # the replay has started
+        r = await s.put(b"h/new", b"n")
+        resp = await asyncio.wait_for(live.__anext__(), WAIT)
+        assert [(e.kv.key, e.kv.mod_revision) for e in resp.events] == [(b"h/new", r.revision)]
+        assert replayed < 20_000, "the live event waited for the whole replay"
+        await asyncio.wait_for(replayer, 30)
+        resp = await asyncio.wait_for(behind.__anext__(), WAIT)  # and then the new one, once
+        assert [(e.kv.key, e.kv.mod_revision) for e in resp.events] == [(b"h/new", r.revision)]
+        await behind.cancel()
+        await live.cancel()
+
+
+async def test_watcher_behind_a_compaction_gets_compacted_error(tmp_path: Path) -> None:
+    """A slow watcher whose undelivered events are compacted away ends with
+    CompactedError carrying the new floor, as an etcd watch does."""
+    async with EmbeddedStore(tmp_path / "d", fsync=False) as s:
+        w = await s.watch(b"c/", prefix_end(b"c/"))
+        for i in range(MAX_BUFFERED_EVENTS + 100):  # overflow its buffer: it must catch up later
+            await s.put(b"c/%d" % (i % 10), b"%d" % i)
+        assert not w.synced
+        floor = await s.current_revision()
+        await s.compact(floor)
+        with pytest.raises(CompactedError) as exc:
+            for _ in range(10):
+                await asyncio.wait_for(w.__anext__(), WAIT)
+        assert exc.value.compact_revision == floor

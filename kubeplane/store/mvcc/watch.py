@@ -122,12 +122,15 @@ class EmbeddedWatcher(Watcher):
                 self.sent_since_tick = True
                 return WatchResponse(self.buffer_rev, events)
             if not self.synced:
+                # One bounded step of history per call, and a yield before it, so a
+                # consumer draining a long backlog in a tight loop shares the event loop.
+                await store.pause()
+                if self.closed:
+                    raise StopAsyncIteration
                 resp = self._catch_up()
                 if resp is not None:
                     self.sent_since_tick = True
                     return resp
-                if not self.synced:
-                    await store.pause()  # a long scan found nothing yet: let others run
                 continue
             if self.progress_requested or self.progress_due:
                 self.progress_requested = self.progress_due = False

@@ -33,6 +33,7 @@ import os
 import pstats
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -95,6 +96,18 @@ class Results:
 # --- load drivers ------------------------------------------------------------------------
 
 
+async def concurrently(coros: list[Awaitable], *, timeout: float) -> None:
+    """Run ``coros`` as tasks, all or nothing: the first failure, the timeout or a
+    cancellation cancels the others (a TaskGroup), and no task outlives the call."""
+    try:
+        async with asyncio.timeout(timeout):
+            async with asyncio.TaskGroup() as tg:
+                for c in coros:
+                    tg.create_task(c)
+    except ExceptionGroup as group:  # report the first failure itself
+        raise group.exceptions[0] from None
+
+
 async def run_for(duration: float, tasks: int, step: Callable[[int, int], Awaitable]) -> tuple[int, float]:
     """``tasks`` concurrent loops of ``await step(task, i)`` for ``duration`` seconds.
 
@@ -113,7 +126,7 @@ async def run_for(duration: float, tasks: int, step: Callable[[int, int], Awaita
     timer = asyncio.get_running_loop().call_later(duration, stop.set)
     t0 = time.perf_counter()
     try:
-        await asyncio.wait_for(asyncio.gather(*(loop(t) for t in range(tasks))), duration + 60)
+        await concurrently([loop(t) for t in range(tasks)], timeout=duration + 60)
     finally:
         timer.cancel()
     return sum(counts), time.perf_counter() - t0
@@ -128,7 +141,7 @@ async def load_keys(store, prefix: bytes, n: int, *, start: int = 0) -> None:
             ops = [PutOp(prefix + b"%05d" % i, value(i)) for i in range(lo, min(lo + TXN_PUTS, start + n))]
             await store.txn((), ops)
 
-    await asyncio.gather(*(batch(lo) for lo in range(start, start + n, TXN_PUTS)))
+    await concurrently([batch(lo) for lo in range(start, start + n, TXN_PUTS)], timeout=120)
 
 
 async def load_range_data(store) -> tuple[bytes, bytes]:
@@ -232,7 +245,7 @@ async def inproc_watch(s: Settings, rep: int, *, txns: int = 1000, writers: int 
         try:
             t_written = t0
             if writes is not None:
-                await asyncio.wait_for(writes, 120)
+                await writes
                 t_written = time.perf_counter()
             received, t_end = await asyncio.wait_for(done, 60)
         finally:
@@ -251,7 +264,8 @@ async def inproc_watch(s: Settings, rep: int, *, txns: int = 1000, writers: int 
         first = (await store.current_revision()) + 1
         watcher = await store.watch(prefix, prefix_end(prefix))
         t0 = time.perf_counter()
-        live, written = await receive(watcher, t0, asyncio.gather(*(write(w) for w in range(writers))))
+        writes = concurrently([write(w) for w in range(writers)], timeout=120)
+        live, written = await receive(watcher, t0, writes)
         watcher = await store.watch(prefix, prefix_end(prefix), start_revision=first)
         replay, _ = await receive(watcher, time.perf_counter())
     shutil.rmtree(s.workdir / f"watch-{rep}", ignore_errors=True)
@@ -420,12 +434,13 @@ async def run_remote(s: Settings, res: Results) -> None:
                 await remote_rep(s, r, rep)
         kp, etcd, echo = remotes
         for name, (text, unit, target) in REMOTE_FIGURES.items():
-            notes = {}
+            notes = {"kubeplane": "", "etcd": "", "grpc-echo": ""}
             for r in (r for r in remotes if name in r.figures):
                 cpu, busy = r.cpu_per_op.get(name), r.cpu_busy.get(name)
-                notes[r.label] = (
-                    f"server CPU {fmt(statistics.median(cpu))} us/op, {statistics.median(busy):.0%} busy" if cpu else ""
-                )
+                if cpu:
+                    us = statistics.median(cpu)
+                    per_op = f"{fmt(us / 1000)} ms/op" if us >= 10_000 else f"{fmt(us)} us/op"
+                    notes[r.label] = f"server CPU {per_op}, {statistics.median(busy):.0%} busy"
             res.add(Figure(g, f"{text}: kubeplane", unit, kp.samples[name], note=notes["kubeplane"]))
             res.add(Figure(g, f"{text}: etcd {res.context['etcd_version']}", unit, etcd.samples[name], note=notes["etcd"]))
             # repetitions are paired (run back to back): one ratio per repetition
@@ -471,7 +486,7 @@ async def server_rss(s: Settings, server: procs.Server) -> tuple[float, float]:
                 for i in range(w, n, WRITERS):
                     await store.put(b"/registry/bench/%08d" % i, value(i))
 
-            await asyncio.wait_for(asyncio.gather(*(writer(w) for w in range(WRITERS))), 240)
+            await concurrently([writer(w) for w in range(WRITERS)], timeout=240)
             seconds = time.perf_counter() - t0
             count = (await store.range(b"/registry/bench/", b"/registry/bench0", count_only=True)).count
             assert count == n, (count, n)
@@ -515,6 +530,8 @@ async def run_rss(s: Settings, res: Results) -> None:
 
 
 async def run(s: Settings) -> Results:
+    # SIGTERM cancels the run like Ctrl-C does, so every ``finally`` stops its servers.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
     res = Results()
     res.context = {
         "cpus": os.cpu_count(),
@@ -576,6 +593,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             t0 = time.perf_counter()
             res = asyncio.run(run(s))
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            print("store benchmark interrupted; servers stopped", file=sys.stderr)
+            return 130
         finally:
             procs.stop_all()
     ctx = res.context

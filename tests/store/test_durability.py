@@ -44,7 +44,6 @@ from kubeplane.store.types import (
 
 HEADER = wal.HEADER.size  # a frame: a fixed-size header (u32 payload length first), payload
 LENGTH = struct.Struct("<I")
-TXN_KIND, COMPACT_KIND = 1, 4
 WAIT = 5.0
 
 
@@ -64,7 +63,7 @@ def frames(data: bytes) -> list[tuple[int, int, bytes]]:
 
 
 def txn_revisions(data: bytes) -> list[int]:
-    return [struct.unpack_from("<BQ", p)[1] for _, _, p in frames(data) if p[0] == TXN_KIND]
+    return [r.revision for _, _, p in frames(data) for r in wal.decode_frame(p) if isinstance(r, wal.TxnRecord)]
 
 
 def segments(data_dir: Path) -> list[Path]:
@@ -329,7 +328,7 @@ async def test_torn_last_record_cut_short_is_dropped(tmp_path: Path, cut: str) -
 def torn(kind: str) -> bytes:
     """What a crash in the middle of the next write can leave behind: a prefix of a real
     frame, possibly followed by zeros the file system had allocated."""
-    frame = b"".join(wal.frame_txn(10**6, [(wal.OP_PUT, b"torn", b"t" * 100, 0)]))
+    frame = wal.frame_batch(wal.encode_txn(10**6, [(wal.OP_PUT, b"torn", b"t" * 100, 0)]))
     if kind == "partial-header":
         return frame[:3]
     if kind == "header-promising-more":
@@ -580,7 +579,7 @@ async def test_compaction_floor_survives_a_concurrent_snapshot(tmp_path: Path, m
     real = Backend.write_sync
 
     def write_sync(self, data: bytes) -> None:
-        if any(p[0] == COMPACT_KIND for _, _, p in frames(data)):
+        if any(isinstance(r, wal.CompactRecord) for _, _, p in frames(data) for r in wal.decode_frame(p)):
             entered.set()
             release.wait(WAIT)
         real(self, data)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -89,8 +90,8 @@ class Backend:
             try:
                 for offset, payload in wal.iter_frames(data, str(path), last=last):
                     try:
-                        out.records.append(wal.decode(payload))
-                    except (ValueError, IndexError) as exc:
+                        out.records.extend(wal.decode_frame(payload))
+                    except (ValueError, IndexError, struct.error) as exc:
                         raise CorruptionError(f"kubeplane: {path}: bad record at offset {offset}: {exc}") from None
             except wal.TornTail as torn:
                 out.truncated_bytes = len(data) - torn.offset

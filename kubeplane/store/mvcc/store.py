@@ -3,10 +3,11 @@
 Write path (group commit)::
 
     txn/put/delete --stage--> KVStore (new revision, records in the index, not visible)
-                   --frames-> pending WAL buffer ----+
-    committer task: take the whole buffer, write + fdatasync it in the I/O thread,
-                    then mark it committed (readers and watchers see it) and wake every
-                    writer of the batch at once.
+                   --record-> the open batch (sealed at batch_max_txns; a queue of sealed
+                              batches waits behind it)
+    committer task: take the next batch, write it as one WAL frame + fdatasync in the
+                    I/O thread, then mark it committed (readers and watchers see it) and
+                    wake every writer of the batch at once.
 
 Concurrent writers therefore share one fsync, and a write is acknowledged, visible and
 watched only once it is on disk.  Reads run on the event loop at the committed revision;
@@ -104,10 +105,10 @@ class _Durable(asyncio.Future):
 class _Batch:
     """Txns that will share one write + fdatasync."""
 
-    __slots__ = ("frames", "records", "txns", "upto", "future")
+    __slots__ = ("pieces", "records", "txns", "upto", "future")
 
     def __init__(self, future: asyncio.Future) -> None:
-        self.frames: list[bytes] = []
+        self.pieces: list[bytes] = []  # WAL record encodings, joined into one frame
         self.records: list[Record] = []
         self.txns = 0
         self.upto = 0  # newest revision in the batch (0: none)
@@ -274,14 +275,14 @@ class EmbeddedStore(Store):
 
     # --- group commit -------------------------------------------------------------
 
-    def _stage(self, rev: int, records: list[Record], frames: list[bytes]) -> asyncio.Future:
+    def _stage(self, rev: int, records: list[Record], pieces: list[bytes]) -> asyncio.Future:
         """Queue a txn's records for the next batch; returns the batch's future."""
         b = self._open
         if records:
             self._kv.append_history(rev, records)
             b.records.extend(records)
             b.upto = rev
-        b.frames.extend(frames)
+        b.pieces.extend(pieces)
         b.txns += 1
         if b.txns >= self._batch_max:
             self._sealed.append(b)
@@ -335,7 +336,7 @@ class EmbeddedStore(Store):
                 b = self._next_batch()
                 if b is None:
                     break
-                data = b"".join(b.frames)
+                data = wal.frame_batch(b.pieces)
                 self._inflight = b.future
                 try:
                     await loop.run_in_executor(self._io, backend.write_sync, data)
@@ -481,7 +482,7 @@ class EmbeddedStore(Store):
             raise LeaseNotFoundError()
         rev = kv.rev + 1
         rec = kv.stage_put(key, value, lease, rev, prev)
-        await self._stage(rev, [rec], wal.frame_put(rev, key, value, lease))
+        await self._stage(rev, [rec], wal.encode_put(rev, key, value, lease))
         return PutResult(rev, prev if prev_kv else None)
 
     async def delete(self, key: bytes, range_end: bytes = b"", *, prev_kv: bool = False) -> DeleteResult:
@@ -508,7 +509,7 @@ class EmbeddedStore(Store):
         mutations: list = []
         responses, _ = kv.apply(ops, path, 0, rev, records, mutations)
         if records:
-            fut = self._stage(rev, records, wal.frame_txn(rev, mutations))
+            fut = self._stage(rev, records, wal.encode_txn(rev, mutations))
             await fut
             return TxnResult(path[0], responses, rev)
         # Read-only (or no-op): it may have read staged data; answer once that is durable.
@@ -525,7 +526,7 @@ class EmbeddedStore(Store):
         # The floor moves now: reads below it fail from here on, and a snapshot taken
         # before the physical compaction below still records it.
         kv.compacted = revision
-        await self._stage(0, [], wal.frame_compact(revision))
+        await self._stage(0, [], wal.encode_compact(revision))
         async with self._maintenance:
             await self._compact_now(revision)
         return kv.committed
@@ -579,7 +580,7 @@ class EmbeddedStore(Store):
         lessor = self._kv.lessor
         lease_id = lessor.check_grant(ttl, lease_id)
         lease = lessor.grant(lease_id, ttl)
-        await (self._stage(0, [], wal.frame_lease_grant(lease_id, lease.ttl)))
+        await (self._stage(0, [], wal.encode_lease_grant(lease_id, lease.ttl)))
         return LeaseGrant(lease_id, lease.ttl)
 
     async def lease_keep_alive(self, lease_id: int) -> int:
@@ -591,7 +592,7 @@ class EmbeddedStore(Store):
         kv = self._kv
         lease = kv.lessor.remove(lease_id)
         records: list[Record] = []
-        frames: list[bytes] = []
+        pieces: list[bytes] = []
         rev = kv.rev + 1
         if lease is not None:
             for key in sorted(lease.keys):
@@ -599,9 +600,9 @@ class EmbeddedStore(Store):
                 if prev is not None:
                     records.append(kv.stage_delete(prev, rev))
         if records:
-            frames.extend(wal.frame_txn(rev, [(wal.OP_DELETE, r.key, b"", 0) for r in records]))
-        frames.extend(wal.frame_lease_revoke(lease_id))
-        return self._stage(rev if records else 0, records, frames)
+            pieces.extend(wal.encode_txn(rev, [(wal.OP_DELETE, r.key, b"", 0) for r in records]))
+        pieces.extend(wal.encode_lease_revoke(lease_id))
+        return self._stage(rev if records else 0, records, pieces)
 
     async def lease_revoke(self, lease_id: int) -> int:
         self._check_open()

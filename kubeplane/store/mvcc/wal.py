@@ -1,8 +1,11 @@
-"""The write-ahead log: framed, checksummed records in numbered segment files.
+"""The write-ahead log: framed, checksummed batches of records in numbered segment files.
 
 A frame is ``u32 length | u32 crc32(payload) | u32 crc32(the 8 bytes before) | payload``:
 the header has its own checksum, so a damaged length can never pass for a torn write.
-Payload kinds:
+One frame holds one group-commit batch: its payload is the batch's records back to back
+(each record says how long it is), so a batch costs one header and one checksum however
+many txns it carries, and a torn batch is dropped whole (none of it was acknowledged).
+Record kinds:
 
 * ``TXN``: ``u8 kind | u64 revision | u32 n`` then n mutations
   ``u8 op (0 put, 1 delete) | i64 lease | u32 key length | u32 value length | key | value``.
@@ -13,8 +16,8 @@ Payload kinds:
   (the keys it deleted are the TXN just before it in the same batch).
 * ``COMPACT``: ``u8 kind | u64 revision``.
 
-Segments are ``wal/<16-digit sequence>.wal``.  A batch of frames is written with one
-``write`` and made durable with one ``fdatasync`` (group commit, see ``backend.py``).
+Segments are ``wal/<16-digit sequence>.wal``.  A batch's frame is written with one
+``write`` and made durable with one ``fdatasync`` (group commit, see ``store.py``).
 
 Recovery reads every segment in order.  A crash can only tear the final write of the
 *last* segment, and a torn write is a prefix of what was written (possibly followed by
@@ -52,21 +55,34 @@ OP_PUT, OP_DELETE = 0, 1
 _crc32 = zlib.crc32
 
 
-def frame_put(rev: int, key: bytes, value: bytes, lease: int) -> list[bytes]:
-    """The frame of a single-put txn, as pieces to join (avoids copying the value twice)."""
-    head = TXN_HEAD.pack(TXN, rev, 1) + MUTATION.pack(OP_PUT, lease, len(key), len(value)) + key
-    return [header(len(head) + len(value), _crc32(value, _crc32(head))), head, value]
+PUT_HEAD = struct.Struct("<BQIBqII")  # TXN_HEAD of a one-put txn + its MUTATION
 
 
-def frame_txn(rev: int, mutations: list[tuple[int, bytes, bytes, int]]) -> list[bytes]:
-    """The frame of a txn: mutations are (op, key, value, lease)."""
+def encode_put(rev: int, key: bytes, value: bytes, lease: int) -> list[bytes]:
+    """A single-put txn record, as pieces for the batch (the value is not copied)."""
+    return [PUT_HEAD.pack(TXN, rev, 1, OP_PUT, lease, len(key), len(value)), key, value]
+
+
+def encode_txn(rev: int, mutations: list[tuple[int, bytes, bytes, int]]) -> list[bytes]:
+    """A txn record: mutations are (op, key, value, lease)."""
     parts = [TXN_HEAD.pack(TXN, rev, len(mutations))]
     for op, key, value, lease in mutations:
         parts.append(MUTATION.pack(op, lease, len(key), len(value)))
         parts.append(key)
         parts.append(value)
-    payload = b"".join(parts)
-    return [header(len(payload), _crc32(payload)), payload]
+    return parts
+
+
+def encode_lease_grant(lease_id: int, ttl: int) -> list[bytes]:
+    return [LEASE_GRANT_REC.pack(LEASE_GRANT, lease_id, ttl)]
+
+
+def encode_lease_revoke(lease_id: int) -> list[bytes]:
+    return [LEASE_REVOKE_REC.pack(LEASE_REVOKE, lease_id)]
+
+
+def encode_compact(rev: int) -> list[bytes]:
+    return [COMPACT_REC.pack(COMPACT, rev)]
 
 
 def header(length: int, crc: int) -> bytes:
@@ -78,16 +94,10 @@ def frame(payload: bytes) -> list[bytes]:
     return [header(len(payload), _crc32(payload)), payload]
 
 
-def frame_lease_grant(lease_id: int, ttl: int) -> list[bytes]:
-    return frame(LEASE_GRANT_REC.pack(LEASE_GRANT, lease_id, ttl))
-
-
-def frame_lease_revoke(lease_id: int) -> list[bytes]:
-    return frame(LEASE_REVOKE_REC.pack(LEASE_REVOKE, lease_id))
-
-
-def frame_compact(rev: int) -> list[bytes]:
-    return frame(COMPACT_REC.pack(COMPACT, rev))
+def frame_batch(pieces: list[bytes]) -> bytes:
+    """One frame holding a batch's records (the pieces of their encodings, in order)."""
+    payload = b"".join(pieces)
+    return header(len(payload), _crc32(payload)) + payload
 
 
 @dataclass(slots=True)
@@ -115,33 +125,43 @@ class CompactRecord:
 WalRecord = TxnRecord | LeaseGrantRecord | LeaseRevokeRecord | CompactRecord
 
 
-def decode(payload: memoryview) -> WalRecord:
-    kind = payload[0]
-    if kind == TXN:
-        _, rev, n = TXN_HEAD.unpack_from(payload, 0)
-        pos = TXN_HEAD.size
-        muts = []
-        for _ in range(n):
-            op, lease, klen, vlen = MUTATION.unpack_from(payload, pos)
-            pos += MUTATION.size
-            key = bytes(payload[pos : pos + klen])
-            pos += klen
-            value = bytes(payload[pos : pos + vlen])
-            pos += vlen
-            muts.append((op, key, value, lease))
-        if pos != len(payload):
-            raise ValueError("trailing bytes in txn record")
-        return TxnRecord(rev, muts)
-    if kind == LEASE_GRANT:
-        _, lease_id, ttl = LEASE_GRANT_REC.unpack(payload)
-        return LeaseGrantRecord(lease_id, ttl)
-    if kind == LEASE_REVOKE:
-        _, lease_id = LEASE_REVOKE_REC.unpack(payload)
-        return LeaseRevokeRecord(lease_id)
-    if kind == COMPACT:
-        _, rev = COMPACT_REC.unpack(payload)
-        return CompactRecord(rev)
-    raise ValueError(f"unknown record kind {kind}")
+def decode_frame(payload: memoryview) -> list[WalRecord]:
+    """The records of one frame, in order; ValueError/struct.error if malformed."""
+    out: list[WalRecord] = []
+    pos = 0
+    size = len(payload)
+    while pos < size:
+        kind = payload[pos]
+        if kind == TXN:
+            _, rev, n = TXN_HEAD.unpack_from(payload, pos)
+            pos += TXN_HEAD.size
+            muts = []
+            for _ in range(n):
+                op, lease, klen, vlen = MUTATION.unpack_from(payload, pos)
+                pos += MUTATION.size
+                key = bytes(payload[pos : pos + klen])
+                pos += klen
+                value = bytes(payload[pos : pos + vlen])
+                pos += vlen
+                muts.append((op, key, value, lease))
+            if pos > size:
+                raise ValueError("txn record runs past its frame")
+            out.append(TxnRecord(rev, muts))
+        elif kind == LEASE_GRANT:
+            _, lease_id, ttl = LEASE_GRANT_REC.unpack_from(payload, pos)
+            pos += LEASE_GRANT_REC.size
+            out.append(LeaseGrantRecord(lease_id, ttl))
+        elif kind == LEASE_REVOKE:
+            _, lease_id = LEASE_REVOKE_REC.unpack_from(payload, pos)
+            pos += LEASE_REVOKE_REC.size
+            out.append(LeaseRevokeRecord(lease_id))
+        elif kind == COMPACT:
+            _, rev = COMPACT_REC.unpack_from(payload, pos)
+            pos += COMPACT_REC.size
+            out.append(CompactRecord(rev))
+        else:
+            raise ValueError(f"unknown record kind {kind}")
+    return out
 
 
 def iter_frames(data: bytes | memoryview, path: str, *, last: bool) -> Iterator[tuple[int, memoryview]]:

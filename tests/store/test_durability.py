@@ -328,7 +328,7 @@ async def test_torn_last_record_cut_short_is_dropped(tmp_path: Path, cut: str) -
 def torn(kind: str) -> bytes:
     """What a crash in the middle of the next write can leave behind: a prefix of a real
     frame, possibly followed by zeros the file system had allocated."""
-    frame = wal.frame_batch(wal.encode_txn(10**6, [(wal.OP_PUT, b"torn", b"t" * 100, 0)]))
+    frame = b"".join(wal.frame_batch(wal.encode_txn(10**6, [(wal.OP_PUT, b"torn", b"t" * 100, 0)])))
     if kind == "partial-header":
         return frame[:3]
     if kind == "header-promising-more":
@@ -436,9 +436,9 @@ async def test_group_commit_shares_fsyncs_and_acks_only_durable_writes(tmp_path:
     durable: set[int] = set()
     real = Backend.write_sync
 
-    def write_sync(self, data: bytes) -> None:
-        real(self, data)
-        revs = txn_revisions(data)
+    def write_sync(self, buffers: list[bytes]) -> None:
+        real(self, buffers)
+        revs = txn_revisions(b"".join(buffers))
         batches.append(revs)
         durable.update(revs)
 
@@ -578,11 +578,12 @@ async def test_compaction_floor_survives_a_concurrent_snapshot(tmp_path: Path, m
     release = threading.Event()
     real = Backend.write_sync
 
-    def write_sync(self, data: bytes) -> None:
+    def write_sync(self, buffers: list[bytes]) -> None:
+        data = b"".join(buffers)
         if any(isinstance(r, wal.CompactRecord) for _, _, p in frames(data) for r in wal.decode_frame(p)):
             entered.set()
             release.wait(WAIT)
-        real(self, data)
+        real(self, buffers)
 
     monkeypatch.setattr(Backend, "write_sync", write_sync)
     data = tmp_path / "d"

@@ -104,15 +104,12 @@ class Backend:
 
     # --- the log ------------------------------------------------------------------
 
-    def write_sync(self, data: bytes) -> None:
-        writer = self.writer
+    def write_sync(self, buffers: list[bytes]) -> None:
+        """Append one batch's frame (durably unless fsync is off)."""
         if self.fsync:
-            writer.write_sync(data)
+            self.writer.write_sync(buffers)
         else:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(writer.fd, view) :]
-            writer.size += len(data)
+            self.writer.append(buffers)
 
     @property
     def segment_seq(self) -> int:

@@ -27,7 +27,6 @@ import os
 import re
 import time
 from collections import Counter, deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator, Sequence
 
 from sortedcontainers import SortedList
@@ -67,6 +66,7 @@ from ..types import (
 from . import snapshot as snap_mod
 from . import wal
 from .backend import Backend
+from .iothread import IOThread
 from .key_index import Record, record_size
 from .kvstore import OP_OVERHEAD, QUOTA_KV_OVERHEAD, KVStore
 from .watch import EmbeddedWatcher, WatcherGroup
@@ -158,7 +158,7 @@ class EmbeddedStore(Store):
         self._wal_since_snapshot = 0
         self._snapshotting = False
         self._maintenance: asyncio.Lock | None = None
-        self._io: ThreadPoolExecutor | None = None
+        self._io: IOThread | None = None
         self._tasks: list[asyncio.Task] = []
         self._started = False
         self._closed = False
@@ -176,9 +176,9 @@ class EmbeddedStore(Store):
         if self._started:
             return
         loop = asyncio.get_running_loop()
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kubeplane-wal")
+        self._io = IOThread("kubeplane-wal")
         try:
-            recovered = await loop.run_in_executor(self._io, self._backend.open)
+            recovered = await self._io.run(self._backend.open)
             self._recover(recovered)
         except BaseException:
             self._backend.close()
@@ -323,7 +323,7 @@ class EmbeddedStore(Store):
             while True:
                 if self._rotate_waiters or backend.segment_size >= self._segment_bytes:
                     try:
-                        seq = await loop.run_in_executor(self._io, backend.rotate)
+                        seq = await self._io.run(backend.rotate)
                     except OSError as exc:
                         self._fail(exc)
                         return
@@ -339,7 +339,7 @@ class EmbeddedStore(Store):
                 data = wal.frame_batch(b.pieces)
                 self._inflight = b.future
                 try:
-                    await loop.run_in_executor(self._io, backend.write_sync, data)
+                    await self._io.run(backend.write_sync, data)
                 except BaseException as exc:  # disk full, I/O error: etcd panics; we stop writing
                     self._fail(exc)
                     b.future.set_exception(StoreUnavailableError(f"kubeplane: WAL write failed: {exc}"))
@@ -352,7 +352,7 @@ class EmbeddedStore(Store):
                     self._commit_seq += 1
                     self._watchers.notify(b.records, b.upto)
                 b.future.set_result(None)
-                self._wal_since_snapshot += len(data)
+                self._wal_since_snapshot += len(data[0]) + len(data[1])
                 if not self._snapshotting and self._wal_since_snapshot > max(self._snapshot_min, kv.db_in_use):
                     self._snapshotting = True
                     self._tasks.append(loop.create_task(self._snapshot_task()))
@@ -730,17 +730,17 @@ class EmbeddedStore(Store):
             rev, next_segment = await waiter
             self._readers[rev] += 1
             try:
-                f = await loop.run_in_executor(self._io, self._backend.open_snapshot, rev)
+                f = await self._io.run(self._backend.open_snapshot, rev)
                 chunk: list[bytes] = []
                 size = 0
                 async for payload in self._snapshot_payloads(rev, next_segment):
                     chunk.extend(wal.frame(payload))
                     size += len(payload)
                     if size >= 4 << 20:
-                        await loop.run_in_executor(self._io, f.writelines, chunk)
+                        await self._io.run(f.writelines, chunk)
                         chunk, size = [], 0
-                await loop.run_in_executor(self._io, f.writelines, chunk)
-                await loop.run_in_executor(self._io, self._backend.finish_snapshot, f, rev, next_segment)
+                await self._io.run(f.writelines, chunk)
+                await self._io.run(self._backend.finish_snapshot, f, rev, next_segment)
             finally:
                 self._readers[rev] -= 1
                 if not self._readers[rev]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from etcd3aio._protobuf import rpc_pb2, rpc_pb2_grpc
 
 from ..interface import Store
-from . import convert
+from . import convert, wire
 from .common import MAX_TXN_OPS, Identity, unary
 
 
@@ -16,7 +16,7 @@ class KVServicer(rpc_pb2_grpc.KVServicer):
         self._max_txn_ops = max_txn_ops
 
     @unary
-    async def Range(self, request: rpc_pb2.RangeRequest, context) -> rpc_pb2.RangeResponse:
+    async def Range(self, request: rpc_pb2.RangeRequest, context) -> bytes:
         op = convert.range_op(request)
         result = await self._store.range(
             op.key,
@@ -33,7 +33,7 @@ class KVServicer(rpc_pb2_grpc.KVServicer):
             min_create_revision=op.min_create_revision,
             max_create_revision=op.max_create_revision,
         )
-        return convert.range_response(self._ident, result)
+        return wire.range_response(self._ident.header(result.revision), result)
 
     @unary
     async def Put(self, request: rpc_pb2.PutRequest, context) -> rpc_pb2.PutResponse:

@@ -33,6 +33,7 @@ from .kv import KVServicer
 from .lease import LeaseServicer
 from .maintenance import ClusterServicer, MaintenanceServicer
 from .watch import WatchServicer
+from .wire import add_kv_servicer
 
 log = logging.getLogger("kubeplane.store.grpc")
 
@@ -101,7 +102,7 @@ class EtcdServer:
         ident.client_urls = [f"http://{self.endpoint}"]
         store = self.store
         self._watch = WatchServicer(store, ident, self._stopping)
-        rpc_pb2_grpc.add_KVServicer_to_server(KVServicer(store, ident, self._max_txn_ops), server)
+        add_kv_servicer(KVServicer(store, ident, self._max_txn_ops), server)
         rpc_pb2_grpc.add_WatchServicer_to_server(self._watch, server)
         rpc_pb2_grpc.add_LeaseServicer_to_server(LeaseServicer(store, ident, self._stopping), server)
         maintenance = MaintenanceServicer(store, ident, quota_bytes=self._quota_bytes, spool_dir=self._spool_dir)

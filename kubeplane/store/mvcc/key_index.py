@@ -29,9 +29,13 @@ from ..types import ALL_KEYS, KeyValue
 
 
 class Record(KeyValue):
-    """One version of a key.  ``version == 0`` marks a tombstone (a delete)."""
+    """One version of a key.  ``version == 0`` marks a tombstone (a delete).
 
-    __slots__ = ("prev",)
+    ``wire`` caches the record's protobuf encoding once a gRPC response has needed it
+    (``kubeplane.store.grpc.wire``): records never change, so it never goes stale.
+    """
+
+    __slots__ = ("prev", "wire")
 
     def __init__(self, key, create_revision, mod_revision, version, value, lease, prev):
         self.key = key
@@ -41,6 +45,7 @@ class Record(KeyValue):
         self.value = value
         self.lease = lease
         self.prev = prev
+        self.wire = None
 
     @property
     def live(self) -> bool:

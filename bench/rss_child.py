@@ -20,6 +20,7 @@ import time
 
 import psutil
 
+from kubeplane import runtime
 from kubeplane.store.mvcc import EmbeddedStore
 
 
@@ -58,9 +59,9 @@ async def reopen(data_dir: str) -> dict:
 
 def main(argv: list[str]) -> None:
     if argv[:1] == ["load"] and len(argv) == 5:
-        out = asyncio.run(load(argv[1], int(argv[2]), int(argv[3]), int(argv[4])))
+        out = runtime.run(load(argv[1], int(argv[2]), int(argv[3]), int(argv[4])))
     elif argv[:1] == ["open"] and len(argv) == 2:
-        out = asyncio.run(reopen(argv[1]))
+        out = runtime.run(reopen(argv[1]))
     else:
         raise SystemExit(__doc__)
     print(json.dumps(out), flush=True)

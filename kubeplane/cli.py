@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
+
+from .runtime import run
 
 
 def _store_serve(args: argparse.Namespace) -> int:
@@ -13,7 +14,7 @@ def _store_serve(args: argparse.Namespace) -> int:
     from .store.grpc_server import serve
 
     try:
-        asyncio.run(
+        run(
             serve(
                 listen=args.listen,
                 data_dir=args.data_dir,

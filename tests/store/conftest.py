@@ -10,8 +10,8 @@ Servers are session-scoped and shared; clients are per test.  Tests keep out of 
 other's way by writing only under the per-test ``prefix``.  ``store_factory`` makes a
 fresh, private target with special settings (a small quota, say).
 
-Select targets with ``--store-targets etcd,etcd3`` (when pytest is pointed at
-tests/store or below) or ``KUBEPLANE_STORE_TARGETS=etcd,etcd3``, or with ``-k``
+Select targets with ``--store-targets etcd,etcd3`` (registered in tests/conftest.py)
+or ``KUBEPLANE_STORE_TARGETS=etcd,etcd3``, or with ``-k``
 (test ids end in ``[embedded]``, ``[grpc]``, ``[etcd]``, ``[etcd3]``).  A target whose
 implementation is missing fails its tests; it is never skipped.
 """
@@ -34,21 +34,8 @@ TARGETS_ENV = "KUBEPLANE_STORE_TARGETS"
 PROGRESS_NOTIFY_INTERVAL = 0.5
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--store-targets",
-        default=None,
-        help=f"comma-separated store targets among {','.join(ALL_TARGETS)} (env {TARGETS_ENV})",
-    )
-
-
 def selected_targets(config: pytest.Config) -> list[str]:
-    raw = None
-    try:
-        raw = config.getoption("--store-targets")
-    except ValueError:  # the option is registered only when this conftest loads early
-        pass
-    raw = raw or os.environ.get(TARGETS_ENV) or ",".join(ALL_TARGETS)
+    raw = config.getoption("--store-targets") or os.environ.get(TARGETS_ENV) or ",".join(ALL_TARGETS)
     targets = [t.strip() for t in raw.split(",") if t.strip()]
     unknown = sorted(set(targets) - set(ALL_TARGETS))
     if unknown:

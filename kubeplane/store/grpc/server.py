@@ -220,7 +220,11 @@ async def serve(
             )
             await server.start(listen)
             try:
-                print(f"kubeplane store: serving etcd v3 API on {server.endpoint} (data dir {data_dir})", flush=True)
+                print(
+                    f"kubeplane store: serving etcd v3 API on {server.endpoint} "
+                    f"(data dir {data_dir}, {type(asyncio.get_running_loop()).__module__.split('.')[0]} loop)",
+                    flush=True,
+                )
                 log.info("serving %s on %s", data_dir, server.endpoint)
                 await stop.wait()
                 log.info("shutting down")

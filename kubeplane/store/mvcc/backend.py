@@ -23,7 +23,6 @@ import random
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from ..errors import CorruptionError
 from . import snapshot as snap_mod
@@ -112,10 +111,6 @@ class Backend:
             self.writer.append(buffers)
 
     @property
-    def segment_seq(self) -> int:
-        return self.writer.seq
-
-    @property
     def segment_size(self) -> int:
         return self.writer.size
 
@@ -149,23 +144,12 @@ class Backend:
             if seq < next_segment:
                 p.unlink()
 
-    def disk_bytes(self) -> int:
-        total = 0
-        for d in (self.wal_dir, self.snap_dir):
-            for p in d.iterdir():
-                try:
-                    total += p.stat().st_size
-                except FileNotFoundError:
-                    pass
-        return total
+    def abort_snapshot(self, f) -> None:
+        f.close()
+        Path(f.name).unlink(missing_ok=True)
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
 
-
-def write_frames(f, payloads: Iterable[bytes]) -> None:
-    for payload in payloads:
-        for piece in wal.frame(payload):
-            f.write(piece)

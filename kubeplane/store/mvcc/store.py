@@ -729,6 +729,7 @@ class EmbeddedStore(Store):
             self._wake_committer.set()
             rev, next_segment = await waiter
             self._readers[rev] += 1
+            f = None
             try:
                 f = await self._io.run(self._backend.open_snapshot, rev)
                 chunk: list[bytes] = []
@@ -741,7 +742,10 @@ class EmbeddedStore(Store):
                         chunk, size = [], 0
                 await self._io.run(f.writelines, chunk)
                 await self._io.run(self._backend.finish_snapshot, f, rev, next_segment)
+                f = None
             finally:
+                if f is not None:  # failed or cancelled half-way: no half-written file stays
+                    self._io.run(self._backend.abort_snapshot, f)
                 self._readers[rev] -= 1
                 if not self._readers[rev]:
                     del self._readers[rev]

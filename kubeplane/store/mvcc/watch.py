@@ -101,7 +101,7 @@ class EmbeddedWatcher(Watcher):
             # Slow consumer: forget the buffer, read it back from history later.
             self.next_rev = buf[0].kv.mod_revision
             buf.clear()
-            self.store._watchers.remove(self)
+            self.store._watchers.discard(self)
             self.synced = False
         self._wake()
 
@@ -197,9 +197,6 @@ class WatcherGroup:
             self.ranges.add(w)
         else:
             self.by_key.setdefault(w.key, set()).add(w)
-
-    def remove(self, w: EmbeddedWatcher) -> None:
-        self.discard(w)
 
     def discard(self, w: EmbeddedWatcher) -> None:
         if w not in self.all:

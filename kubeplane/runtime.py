@@ -2,8 +2,8 @@
 
 kubeplane runs on uvloop when it is installed (it is a dependency): its task switching
 and callbacks are C, which matters on the store's write path, where every acknowledged
-write wakes its writer's task (about 10 us of loop time per put instead of 12-15 us
-with the default loop, measured in bench/store_bench.py).  ``KUBEPLANE_LOOP=asyncio``
+write wakes its writer's task (an interleaved probe measured 10-11 us of loop-thread CPU
+per put against 11.5-15.5 us with the default loop; docs/benchmarks.md).  ``KUBEPLANE_LOOP=asyncio``
 selects the default loop.
 """
 

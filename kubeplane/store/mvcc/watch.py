@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING
 
 from ..errors import CompactedError
 from ..interface import Watcher
-from ..types import ALL_KEYS, Event, EventType, WatchResponse
+from ..types import Event, EventType, WatchResponse
 from .key_index import Record, previous_live
+from .kvstore import in_range
 
 if TYPE_CHECKING:
     from .store import EmbeddedStore
@@ -74,12 +75,7 @@ class EmbeddedWatcher(Watcher):
     # --- matching -----------------------------------------------------------------
 
     def matches(self, key: bytes) -> bool:
-        end = self.range_end
-        if not end:
-            return key == self.key
-        if end == ALL_KEYS:
-            return key >= self.key
-        return self.key <= key < end
+        return in_range(key, self.key, self.range_end)
 
     def _wanted(self, rec: Record) -> bool:
         if rec.version == 0:

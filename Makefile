@@ -2,6 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: serve test bench venv
 
@@ -20,6 +21,10 @@ test: $(STAMP)
 	scripts/ensure-etcd
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-bench: $(STAMP)
-	scripts/ensure-etcd
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	scripts/ensure-debs etcd=etcd-server etcdctl=etcd-client wrk=wrk
 	$(PY) -m bench $(ARGS)

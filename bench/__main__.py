@@ -2,6 +2,7 @@
 
     python -m bench                  # every benchmark with its defaults
     python -m bench store --help     # the store benchmark's options
+    python -m bench http --help      # the HTTP stack benchmark's options
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ def _store(argv: list[str]) -> int:
     return main(argv)
 
 
-BENCHMARKS: dict[str, Callable[[list[str]], int]] = {"store": _store}
+def _http(argv: list[str]) -> int:
+    from .http_stacks import main
+
+    return main(argv)
+
+
+BENCHMARKS: dict[str, Callable[[list[str]], int]] = {"store": _store, "http": _http}
 
 
 def main(argv: list[str]) -> int:

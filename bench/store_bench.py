@@ -222,6 +222,34 @@ async def inproc_ranges(s: Settings) -> tuple[list[float], list[float]]:
     return full_ms, page_ms
 
 
+async def drain_in_order(watcher, total: int) -> float:
+    """Read ``total`` events from ``watcher``, checking revision order; returns the
+    time (perf_counter) the last one arrived."""
+    received, last_rev = 0, 0
+    async for resp in watcher:
+        for ev in resp.events:
+            if ev.kv.mod_revision < last_rev:
+                raise AssertionError("watch events out of order")
+            last_rev = ev.kv.mod_revision
+        received += len(resp.events)
+        if received >= total:
+            if received > total:
+                raise AssertionError(f"{received} events, {total} written")
+            return time.perf_counter()
+    raise AssertionError(f"watch ended after {received} of {total} events")
+
+
+async def write_txns(store, prefix: bytes, txns: int, writers: int) -> None:
+    """``writers`` tasks commit ``txns`` txns of TXN_PUTS puts (1 KiB values) under prefix."""
+
+    async def write(w: int) -> None:
+        for t in range(w, txns, writers):
+            base = t * TXN_PUTS
+            await store.txn((), [PutOp(prefix + b"%08d" % (base + j), value(base + j)) for j in range(TXN_PUTS)])
+
+    await concurrently([write(w) for w in range(writers)], timeout=120)
+
+
 async def inproc_fanout(s: Settings, rep: int, *, watchers: int = 10, txns: int = 300, writers: int = 4) -> tuple[float, float]:
     """``watchers`` prefix watchers, each consumed by its own task, while ``writers``
     commit ``txns`` txns of TXN_PUTS puts.  Returns (events/s delivered in total over all
@@ -231,27 +259,9 @@ async def inproc_fanout(s: Settings, rep: int, *, watchers: int = 10, txns: int 
     prefix = b"/bench/fanout/"
     async with embedded(s.workdir / f"fanout-{rep}") as store:
         ws = [await store.watch(prefix, prefix_end(prefix)) for _ in range(watchers)]
-
-        async def consume(watcher) -> float:
-            received, last_rev = 0, 0
-            async for resp in watcher:
-                for ev in resp.events:
-                    if ev.kv.mod_revision < last_rev:
-                        raise AssertionError("watch events out of order")
-                    last_rev = ev.kv.mod_revision
-                received += len(resp.events)
-                if received >= total:
-                    return time.perf_counter()
-            raise AssertionError(f"watch ended after {received} of {total} events")
-
-        async def write(w: int) -> None:
-            for t in range(w, txns, writers):
-                base = t * TXN_PUTS
-                await store.txn((), [PutOp(prefix + b"%08d" % (base + j), value(base + j)) for j in range(TXN_PUTS)])
-
-        consumers = [asyncio.create_task(consume(w)) for w in ws]
+        consumers = [asyncio.create_task(drain_in_order(w, total)) for w in ws]
         t0 = time.perf_counter()
-        await concurrently([write(w) for w in range(writers)], timeout=120)
+        await write_txns(store, prefix, txns, writers)
         t_written = time.perf_counter()
         ends = await asyncio.wait_for(asyncio.gather(*consumers), 60)
         for w in ws:
@@ -268,45 +278,24 @@ async def inproc_watch(s: Settings, rep: int, *, txns: int = 1000, writers: int 
     total = txns * TXN_PUTS
     prefix = b"/bench/watch/"
 
-    async def consume(watcher, done: asyncio.Future) -> None:
-        received, last_rev = 0, 0
-        async for resp in watcher:
-            for ev in resp.events:
-                if ev.kv.mod_revision < last_rev:
-                    raise AssertionError("watch events out of order")
-                last_rev = ev.kv.mod_revision
-            received += len(resp.events)
-            if received >= total:
-                done.set_result((received, time.perf_counter()))
-                return
-
     async def receive(watcher, t0: float, writes: Awaitable | None = None) -> tuple[float, float]:
-        done = asyncio.get_running_loop().create_future()
-        consumer = asyncio.create_task(consume(watcher, done))
+        consumer = asyncio.create_task(drain_in_order(watcher, total))
         try:
             t_written = t0
             if writes is not None:
                 await writes
                 t_written = time.perf_counter()
-            received, t_end = await asyncio.wait_for(done, 60)
+            t_end = await asyncio.wait_for(consumer, 60)
         finally:
             consumer.cancel()
             await watcher.cancel()
-        assert received == total, (received, total)
         return t_end - t0, t_written - t0
 
     async with embedded(s.workdir / f"watch-{rep}") as store:
-
-        async def write(w: int) -> None:
-            for t in range(w, txns, writers):
-                base = t * TXN_PUTS
-                await store.txn((), [PutOp(prefix + b"%08d" % (base + j), value(base + j)) for j in range(TXN_PUTS)])
-
         first = (await store.current_revision()) + 1
         watcher = await store.watch(prefix, prefix_end(prefix))
         t0 = time.perf_counter()
-        writes = concurrently([write(w) for w in range(writers)], timeout=120)
-        live, written = await receive(watcher, t0, writes)
+        live, written = await receive(watcher, t0, write_txns(store, prefix, txns, writers))
         watcher = await store.watch(prefix, prefix_end(prefix), start_revision=first)
         replay, _ = await receive(watcher, time.perf_counter())
     shutil.rmtree(s.workdir / f"watch-{rep}", ignore_errors=True)

@@ -180,6 +180,17 @@ class PutOp:
     ignore_value: bool = False
     ignore_lease: bool = False
 
+    def validate(self) -> None:
+        """etcd's checkPutRequest: the request-level errors, in etcd's order."""
+        from .errors import EmptyKeyError, LeaseProvidedError, ValueProvidedError
+
+        if not self.key:
+            raise EmptyKeyError()
+        if self.ignore_value and self.value:
+            raise ValueProvidedError()
+        if self.ignore_lease and self.lease:
+            raise LeaseProvidedError()
+
 
 @dataclass(slots=True)
 class DeleteOp:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from etcd3aio._protobuf import kv_pb2, rpc_pb2
 
-from ..errors import EmptyKeyError, KeyNotFoundError, LeaseProvidedError, TooManyOpsError, ValueProvidedError
+from ..errors import EmptyKeyError, KeyNotFoundError, TooManyOpsError
 from ..types import (
     Compare,
     CompareResult,
@@ -67,13 +67,7 @@ def range_op(req: rpc_pb2.RangeRequest) -> RangeOp:
 
 
 def put_op(req: rpc_pb2.PutRequest) -> PutOp:
-    if not req.key:
-        raise EmptyKeyError()
-    if req.ignore_value and req.value:
-        raise ValueProvidedError()
-    if req.ignore_lease and req.lease:
-        raise LeaseProvidedError()
-    return PutOp(
+    op = PutOp(
         key=req.key,
         value=req.value,
         lease=req.lease,
@@ -81,6 +75,8 @@ def put_op(req: rpc_pb2.PutRequest) -> PutOp:
         ignore_value=req.ignore_value,
         ignore_lease=req.ignore_lease,
     )
+    op.validate()
+    return op
 
 
 def delete_op(req: rpc_pb2.DeleteRangeRequest) -> DeleteOp:

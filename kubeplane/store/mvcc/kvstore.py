@@ -25,10 +25,8 @@ from ..errors import (
     FutureRevisionError,
     KeyNotFoundError,
     LeaseNotFoundError,
-    LeaseProvidedError,
     RequestTooLargeError,
     TooManyOpsError,
-    ValueProvidedError,
 )
 from ..types import (
     ALL_KEYS,
@@ -194,15 +192,6 @@ class KVStore:
 
     # --- validation ---------------------------------------------------------------
 
-    @staticmethod
-    def check_put(op: PutOp) -> None:
-        if not op.key:
-            raise EmptyKeyError()
-        if op.ignore_value and op.value:
-            raise ValueProvidedError()
-        if op.ignore_lease and op.lease:
-            raise LeaseProvidedError()
-
     def check_txn(self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op], max_ops: int) -> int:
         """Static checks of a txn (etcd's checkTxnRequest + checkIntervals); returns its size."""
         if max(len(compares), len(success), len(failure)) > max_ops:
@@ -222,7 +211,7 @@ class KVStore:
                 if not op.key:
                     raise EmptyKeyError()
                 if isinstance(op, PutOp):
-                    self.check_put(op)
+                    op.validate()
                     size += len(op.key) + len(op.value) + OP_OVERHEAD
                 else:
                     size += len(op.key) + len(op.range_end) + OP_OVERHEAD

@@ -61,7 +61,6 @@ from ..types import (
     StoreInfo,
     StoreStatus,
     TxnResult,
-    WatchResponse,
 )
 from . import snapshot as snap_mod
 from . import wal
@@ -463,7 +462,7 @@ class EmbeddedStore(Store):
             raise EmptyKeyError()
         size = len(key) + len(value)
         if ignore_value or ignore_lease:
-            kv.check_put(PutOp(key, value, lease, prev_kv, ignore_value, ignore_lease))
+            PutOp(key, value, lease, prev_kv, ignore_value, ignore_lease).validate()
         if size + OP_OVERHEAD > self._max_request:
             raise RequestTooLargeError()
         if self._alarms or kv.db_high_water + QUOTA_KV_OVERHEAD + size > self._quota:

@@ -55,6 +55,54 @@ def _add_store_serve_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_apiserver_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", default="data",
+                        help="store (data-dir/store), PKI and kubeconfig live here (default %(default)s)")
+    parser.add_argument("--etcd-servers", default="",
+                        help="comma-separated etcd endpoints; when set, run on that etcd instead of the embedded store")
+    parser.add_argument("--bind-address", default="127.0.0.1", help="HTTPS address (default %(default)s)")
+    parser.add_argument("--secure-port", type=int, default=6443, help="HTTPS port (default %(default)s; 0: any free)")
+    parser.add_argument("--http-listen", default=None, metavar="HOST:PORT",
+                        help="also serve plain HTTP without authentication, loopback only (tests, benchmarks)")
+    parser.add_argument("--kubeconfig", default=None,
+                        help="where to write the admin kubeconfig (default DATA_DIR/kubeconfig)")
+    parser.add_argument("--max-request-body-bytes", type=int, default=3 * 1024 * 1024)
+    parser.add_argument("--quota-backend-bytes", type=int, default=2 * 1024**3)
+    parser.add_argument("--auto-compaction-mode", choices=("periodic", "revision"), default="periodic")
+    parser.add_argument("--auto-compaction-retention", default="5m",
+                        help="embedded store compaction (default %(default)s, as kube-apiserver compacts every 5m)")
+    parser.add_argument("--watch-progress-notify-interval", type=float, default=5.0, metavar="SECONDS")
+
+
+def _apiserver_serve(args: argparse.Namespace) -> int:
+    from .apiserver.server import ServerConfig, serve_forever
+    from .store.errors import StoreError
+
+    config = ServerConfig(
+        data_dir=args.data_dir,
+        etcd_servers=[s.strip() for s in args.etcd_servers.split(",") if s.strip()],
+        bind_address=args.bind_address,
+        secure_port=args.secure_port,
+        http_listen=args.http_listen,
+        kubeconfig=args.kubeconfig,
+        max_body=args.max_request_body_bytes,
+        store_options=dict(
+            quota_bytes=args.quota_backend_bytes,
+            auto_compaction_mode=args.auto_compaction_mode,
+            auto_compaction_retention=args.auto_compaction_retention,
+            progress_notify_interval=args.watch_progress_notify_interval,
+        ),
+    )
+    try:
+        run(serve_forever(config))
+    except (OSError, StoreError, ValueError) as exc:
+        print(f"kubeplane serve: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubeplane", description=__doc__)
     parser.add_argument("-v", "--verbose", action="count", default=0)
@@ -66,10 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_serve_options(serve)
     serve.set_defaults(func=_store_serve)
 
-    # Until the API server exists (issue 3), `kubeplane serve` serves the store.
-    top_serve = sub.add_parser("serve", help="start kubeplane (for now: the embedded store endpoint)")
-    _add_store_serve_options(top_serve)
-    top_serve.set_defaults(func=_store_serve)
+    top_serve = sub.add_parser("serve", help="start the API server (HTTPS on 127.0.0.1:6443, embedded store)")
+    _add_apiserver_options(top_serve)
+    top_serve.set_defaults(func=_apiserver_serve)
     return parser
 
 

@@ -1,0 +1,259 @@
+"""The application: authentication, routing, non-resource endpoints, errors as Status.
+
+URL layout (upstream's):
+    /api/v1/[namespaces/{ns}/]{resource}[/{name}[/{subresource}]]
+    /apis/{group}/{version}/[namespaces/{ns}/]{resource}[/{name}[/{subresource}]]
+    /api, /apis, /apis/{group}, /api/v1, /apis/{group}/{version}     discovery
+    /version, /openapi/v2, /openapi/v3[/...], /healthz, /livez, /readyz
+Trailing slashes are ignored (kr8s sends them). The legacy `/watch/` path prefix maps
+to `?watch=true`.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any, Callable
+
+import orjson
+
+from . import errors
+from .errors import APIError
+from .handlers import RESTHandlers, Route
+from .http import Request, Response
+from .registry import Registry
+
+log = logging.getLogger("kubeplane.apiserver")
+
+
+def status_body(code: int, message: str) -> bytes:
+    reason = {400: "BadRequest", 401: "Unauthorized", 404: "NotFound", 413: "RequestEntityTooLarge",
+              500: "InternalError"}.get(code, "")
+    return orjson.dumps(APIError(code, reason, message).status())
+
+
+def _error_response(e: APIError) -> Response:
+    headers = list(e.headers.items())
+    if e.code == 429 or (e.details or {}).get("retryAfterSeconds"):
+        headers.append(("Retry-After", str((e.details or {}).get("retryAfterSeconds", 1))))
+    st = e.status()
+    cont = getattr(e, "continue_token", None)
+    if cont:
+        st["metadata"] = {"continue": cont}
+    return Response(e.code, orjson.dumps(st), headers)
+
+
+class App:
+    def __init__(self, handlers: RESTHandlers, registry: Registry, token: str | None,
+                 health: Callable[[], Any] | None = None):
+        self.h = handlers
+        self.registry = registry
+        self.token = token
+        self.health = health
+        self._cache: dict[Any, tuple[int, bytes, str]] = {}
+
+    # --- entry point ------------------------------------------------------------------
+    async def __call__(self, req: Request) -> Response | None:
+        try:
+            if self.token is not None and not self._authenticated(req):
+                raise errors.unauthorized()
+            return await self.route(req)
+        except APIError as e:
+            if req.stream is not None:
+                return None
+            return _error_response(e)
+
+    def _authenticated(self, req: Request) -> bool:
+        auth = req.headers.get("authorization", "")
+        if not auth.startswith("Bearer ") and not auth.startswith("bearer "):
+            return False
+        return hmac.compare_digest(auth[7:].strip().encode(), self.token.encode())  # type: ignore[union-attr]
+
+    async def route(self, req: Request) -> Response | None:
+        path = req.path
+        if len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/")
+        parts = [p for p in path.split("/") if p]
+        if not parts:
+            return self._json(200, {"paths": sorted(self._root_paths())})
+        head = parts[0]
+        if head == "api":
+            if len(parts) == 1:
+                return self._discovery_root(req, core=True)
+            return await self._resource(req, "", parts[1], parts[2:])
+        if head == "apis":
+            if len(parts) == 1:
+                return self._discovery_root(req, core=False)
+            group = parts[1]
+            if len(parts) == 2:
+                return self._group(req, group)
+            return await self._resource(req, group, parts[2], parts[3:])
+        if req.method not in ("GET", "HEAD"):
+            raise errors.method_not_allowed()
+        if head == "version" and len(parts) == 1:
+            from .discovery import version_info
+
+            return self._json(200, version_info())
+        if head == "openapi":
+            return self._openapi(req, parts[1:])
+        if head in ("healthz", "livez", "readyz"):
+            return await self._health(req, head, parts[1:])
+        raise errors.APIError(404, "NotFound", "the server could not find the requested resource",
+                              {"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]})
+
+    def _root_paths(self) -> list[str]:
+        out = ["/api", "/api/v1", "/apis", "/version", "/openapi/v2", "/openapi/v3", "/healthz", "/livez", "/readyz"]
+        for g, v in self.registry.group_versions():
+            if g:
+                out += [f"/apis/{g}", f"/apis/{g}/{v}"]
+        return out
+
+    def _json(self, status: int, obj: Any, headers: list[tuple[str, str]] | None = None) -> Response:
+        return Response(status, orjson.dumps(obj), headers)
+
+    # --- discovery ----------------------------------------------------------------------
+    def _cached(self, key: Any, build: Callable[[], Any]) -> tuple[bytes, str]:
+        gen = self.registry.generation
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == gen:
+            return hit[1], hit[2]
+        from .discovery import etag
+
+        body = build()
+        if not isinstance(body, bytes):
+            body = orjson.dumps(body)
+        tag = etag(body)
+        self._cache[key] = (gen, body, tag)
+        return body, tag
+
+    def _discovery_root(self, req: Request, core: bool) -> Response:
+        if req.method not in ("GET", "HEAD"):
+            raise errors.method_not_allowed()
+        from . import discovery
+
+        resources = self.registry.resources()
+        form, content_type = discovery.negotiate_discovery(req.headers.get("accept", ""))
+        if form is not None:
+            body, tag = self._cached(("agg", core, form),
+                                     lambda: discovery.aggregated(resources, legacy_core=core, version=form))
+            headers = [("ETag", f'"{tag}"' if not tag.startswith('"') else tag), ("Vary", "Accept")]
+            inm = req.headers.get("if-none-match")
+            if inm and inm.strip('"') == tag.strip('"'):
+                return Response(304, b"", headers, content_type=content_type)
+            return Response(200, body, headers, content_type=content_type)
+        if core:
+            body, _ = self._cached(("api",), discovery.api_versions)
+        else:
+            body, _ = self._cached(("apis",), lambda: discovery.api_group_list(resources))
+        return Response(200, body, [("Vary", "Accept")])
+
+    def _group(self, req: Request, group: str) -> Response:
+        from . import discovery
+
+        resources = [r for r in self.registry.resources() if r.group == group]
+        if not resources:
+            raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+        body, _ = self._cached(("group", group), lambda: discovery.api_group(group, resources))
+        return Response(200, body)
+
+    # --- resources ----------------------------------------------------------------------
+    async def _resource(self, req: Request, group: str, version: str, rest: list[str]) -> Response | None:
+        if not self.registry.has_group_version(group, version):
+            raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+        if not rest:
+            if req.method not in ("GET", "HEAD"):
+                raise errors.method_not_allowed()
+            from . import discovery
+
+            body, _ = self._cached(("rl", group, version), lambda: discovery.api_resource_list(
+                group, version, [r for r in self.registry.resources() if r.group == group and r.version == version]))
+            return Response(200, body)
+        if rest[0] == "watch":
+            rest = rest[1:]
+            req._query = dict(req.query)
+            req._query["watch"] = ["true"]
+        namespace = None
+        if len(rest) >= 2 and rest[0] == "namespaces":
+            # /namespaces/{ns}/{resource}... unless it is the namespace object itself
+            if len(rest) >= 3 and not (len(rest) == 3 and rest[2] in ("status", "finalize")):
+                namespace = rest[1]
+                rest = rest[2:]
+        if not rest:
+            raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+        plural = rest[0]
+        info = self.registry.get(group, version, plural)
+        if info is None:
+            raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+        if namespace is not None and not info.namespaced:
+            raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else None
+        if len(rest) > 3:
+            raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+        if name is not None and (name in (".", "..") or "/" in name):
+            raise errors.bad_request(f'invalid resource name "{name}"')
+        if sub is not None and sub not in info.subresources:
+            raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+        return await self.h.serve(req, Route(info, namespace, name, sub))
+
+    # --- openapi ------------------------------------------------------------------------
+    def _openapi(self, req: Request, parts: list[str]) -> Response:
+        from .schema import openapi
+
+        if parts == ["v2"]:
+            body, tag = self._cached(("openapi", "v2"), lambda: openapi.openapi_v2(self.registry.resources()))
+            return self._etagged(req, body, tag)
+        if parts and parts[0] == "v3":
+            if len(parts) == 1:
+                body, tag = self._cached(("openapi", "v3"), lambda: openapi.openapi_v3_index(self.registry.resources()))
+                return self._etagged(req, body, tag)
+            gv = parts[1:]
+            if gv[0] == "api" and len(gv) == 2:
+                group, version = "", gv[1]
+            elif gv[0] == "apis" and len(gv) == 3:
+                group, version = gv[1], gv[2]
+            else:
+                raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+            if not self.registry.has_group_version(group, version):
+                raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+            body, tag = self._cached(("openapi", group, version), lambda: openapi.openapi_v3_group_version(
+                group, version, self.registry.resources()))
+            return self._etagged(req, body, tag, immutable=req.param("hash") is not None)
+        raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+
+    def _etagged(self, req: Request, body: bytes, tag: str, immutable: bool = False) -> Response:
+        headers = [("ETag", f'"{tag}"'), ("Vary", "Accept")]
+        if immutable:
+            headers.append(("Cache-Control", "public, immutable"))
+        inm = req.headers.get("if-none-match")
+        if inm and inm.strip('"') == tag:
+            return Response(304, b"", headers)
+        return Response(200, body, headers)
+
+    # --- health -------------------------------------------------------------------------
+    async def _health(self, req: Request, which: str, rest: list[str]) -> Response:
+        checks: dict[str, bool] = {"ping": True, "log": True}
+        ok_store = True
+        if self.health is not None:
+            try:
+                await self.health()
+            except Exception:
+                ok_store = False
+        checks["etcd"] = ok_store
+        exclude = set(req.query.get("exclude", []))
+        if rest:
+            name = rest[0]
+            if name not in checks:
+                raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+            good = checks[name]
+            return Response(200 if good else 500, b"ok" if good else b"internal server error",
+                            content_type="text/plain; charset=utf-8")
+        failed = [k for k, v in checks.items() if not v and k not in exclude]
+        if "verbose" in req.query:
+            lines = [f"[+]{k} ok" if v else f"[-]{k} failed: reason withheld" for k, v in checks.items()
+                     if k not in exclude]
+            lines += [f"[+]{k} excluded: ok" for k in sorted(exclude)]
+            lines.append(f"{which} check failed" if failed else f"{which} check passed")
+            return Response(500 if failed else 200, ("\n".join(lines) + "\n").encode(),
+                            content_type="text/plain; charset=utf-8")
+        return Response(500 if failed else 200, b"ok" if not failed else f"{which} check failed".encode(),
+                        content_type="text/plain; charset=utf-8")

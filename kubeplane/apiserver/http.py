@@ -1,0 +1,331 @@
+"""HTTP/1.1 server on raw asyncio + httptools (chosen by measurement: docs/http-stack.md).
+
+One `Connection` protocol per client connection. Requests on a connection are handled
+one after another (HTTP/1.1 pipelining keeps its order); each is handed to the app as a
+`Request`, and the app answers with a `Response` or, for watches, by opening a `Stream`
+(chunked transfer encoding) on the request and returning None once it has finished.
+
+Invariants:
+- A body over `max_body` bytes is not buffered: the request is answered 413 and the
+  connection closed (the client may still be sending).
+- A stream writes straight to the transport; `Stream.backlog` tells the writer how much
+  is queued so that a slow reader can be closed instead of buffering without bound.
+- When the peer goes away, the task serving a stream on it is cancelled.
+"""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import ssl
+import time
+from collections import deque
+from typing import Awaitable, Callable
+from urllib.parse import parse_qs, unquote
+
+import httptools
+
+log = logging.getLogger("kubeplane.apiserver.http")
+
+_REASONS = {
+    200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 304: "Not Modified",
+    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 406: "Not Acceptable", 409: "Conflict", 410: "Gone",
+    413: "Request Entity Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Entity",
+    429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+class _Date:
+    """The Date header, formatted at most once a second."""
+
+    second = 0
+    value = b""
+
+    @classmethod
+    def get(cls) -> bytes:
+        now = int(time.time())
+        if now != cls.second:
+            cls.second = now
+            cls.value = email.utils.formatdate(now, usegmt=True).encode()
+        return cls.value
+
+
+class Request:
+    __slots__ = ("method", "path", "raw_query", "headers", "body", "conn", "_query", "stream",
+                 "keep_alive")
+
+    def __init__(self, method: str, path: str, raw_query: str, headers: dict[str, str],
+                 body: bytes, conn: "Connection"):
+        self.method = method
+        self.path = path
+        self.raw_query = raw_query
+        self.headers = headers          # lower-case names; repeated headers joined by ", "
+        self.body = body
+        self.conn = conn
+        self._query: dict[str, list[str]] | None = None
+        self.stream: Stream | None = None
+        self.keep_alive = True
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        if self._query is None:
+            self._query = parse_qs(self.raw_query, keep_blank_values=True) if self.raw_query else {}
+        return self._query
+
+    def param(self, name: str, default: str | None = None) -> str | None:
+        v = self.query.get(name)
+        return v[0] if v else default
+
+    def start_stream(self, status: int, headers: list[tuple[str, str]]) -> "Stream":
+        """Send the response head with chunked encoding; write the body with the stream."""
+        self.stream = Stream(self.conn, status, headers)
+        return self.stream
+
+
+class Response:
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, body: bytes = b"", headers: list[tuple[str, str]] | None = None,
+                 content_type: str = "application/json"):
+        self.status = status
+        self.body = body
+        self.headers = headers if headers is not None else []
+        if content_type:
+            self.headers.append(("Content-Type", content_type))
+
+
+def _head(status: int, headers: list[tuple[str, str]]) -> bytearray:
+    out = bytearray(b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, "Unknown").encode()))
+    for k, v in headers:
+        out += b"%s: %s\r\n" % (k.encode(), v.encode("latin-1", "replace"))
+    out += b"Date: %s\r\n" % _Date.get()
+    return out
+
+
+class Stream:
+    """A chunked response body written directly to the connection's transport."""
+
+    __slots__ = ("conn", "closed")
+
+    def __init__(self, conn: "Connection", status: int, headers: list[tuple[str, str]]):
+        self.conn = conn
+        self.closed = conn.transport is None or conn.transport.is_closing()
+        head = _head(status, headers)
+        head += b"Transfer-Encoding: chunked\r\n\r\n"
+        if not self.closed:
+            conn.transport.write(bytes(head))
+
+    def write(self, data: bytes) -> None:
+        if self.closed or not data:
+            return
+        t = self.conn.transport
+        if t is None or t.is_closing():
+            self.closed = True
+            return
+        t.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    @property
+    def backlog(self) -> int:
+        t = self.conn.transport
+        return t.get_write_buffer_size() if t is not None and not t.is_closing() else 0
+
+    async def drain(self) -> None:
+        await self.conn.drain()
+
+    def finish(self) -> None:
+        if not self.closed:
+            t = self.conn.transport
+            if t is not None and not t.is_closing():
+                t.write(b"0\r\n\r\n")
+            self.closed = True
+
+
+Handler = Callable[[Request], Awaitable[Response | None]]
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: parse with httptools, serve requests in order."""
+
+    def __init__(self, server: "HTTPServer"):
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.url = b""
+        self.headers: dict[str, str] = {}
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.too_large = False
+        self.pending: deque[Request] = deque()
+        self.task: asyncio.Task | None = None
+        self.current: Request | None = None
+        self._can_write: asyncio.Future | None = None
+        self.paused = False
+
+    # --- asyncio.Protocol ---------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        self.transport = None
+        if self._can_write is not None and not self._can_write.done():
+            self._can_write.set_result(None)
+        cur = self.current
+        if self.task is not None and cur is not None and cur.stream is not None:
+            self.task.cancel()
+        self.pending.clear()
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self._can_write is not None and not self._can_write.done():
+            self._can_write.set_result(None)
+
+    async def drain(self) -> None:
+        if self.paused and self.transport is not None:
+            self._can_write = asyncio.get_running_loop().create_future()
+            await self._can_write
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(400, "upgrades are not supported")
+        except httptools.HttpParserError:
+            self._fail(400, "malformed HTTP request")
+
+    def _fail(self, code: int, message: str) -> None:
+        if self.transport is None:
+            return
+        body = self.server.error_body(code, message)
+        head = _head(code, [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                            ("Connection", "close")])
+        self.transport.write(bytes(head) + b"\r\n" + body)
+        self.transport.close()
+
+    # --- httptools callbacks ------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = {}
+        self.body = []
+        self.body_size = 0
+        self.too_large = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        k = name.decode("latin-1").lower()
+        v = value.decode("latin-1")
+        old = self.headers.get(k)
+        self.headers[k] = v if old is None else old + ", " + v
+
+    def on_headers_complete(self) -> None:
+        if self.headers.get("expect", "").lower() == "100-continue" and self.transport:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        if self.too_large:
+            return
+        self.body_size += len(body)
+        if self.body_size > self.server.max_body:
+            self.too_large = True
+            self.body = []
+            return
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.transport is None:
+            return
+        if self.too_large:
+            self._fail(413, "Request entity too large: limit is %d" % self.server.max_body)
+            return
+        try:
+            raw = self.url.decode("utf-8")
+        except UnicodeDecodeError:
+            self._fail(400, "the request URL is not valid UTF-8")
+            return
+        path, _, query = raw.partition("?")
+        path = unquote(path)
+        req = Request(self.parser.get_method().decode(), path, query, self.headers,
+                      b"".join(self.body), self)
+        req.keep_alive = self.parser.should_keep_alive()
+        self.pending.append(req)
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._serve())
+
+    # --- serving ------------------------------------------------------------------
+    async def _serve(self) -> None:
+        try:
+            while self.pending and self.transport is not None:
+                req = self.pending.popleft()
+                self.current = req
+                keep_alive = req.keep_alive
+                try:
+                    resp = await self.server.handler(req)
+                except asyncio.CancelledError:
+                    if req.stream is None:
+                        raise
+                    resp = None
+                except Exception:  # the app turns errors into Status; this is the last guard
+                    log.exception("unhandled error serving %s %s", req.method, req.path)
+                    body = self.server.error_body(500, "Internal error occurred")
+                    resp = Response(500, body)
+                t = self.transport
+                if t is None:
+                    break
+                if req.stream is not None:
+                    req.stream.finish()
+                elif resp is not None:
+                    head = _head(resp.status, resp.headers)
+                    body = resp.body if req.method != "HEAD" else b""
+                    head += b"Content-Length: %d\r\n\r\n" % len(resp.body)
+                    t.write(bytes(head) + body if len(body) < 65536 else bytes(head))
+                    if len(body) >= 65536:
+                        t.write(body)
+                if not keep_alive:
+                    t.close()
+                    break
+                if self.paused:
+                    await self.drain()
+        finally:
+            self.current = None
+            self.task = None
+
+
+class HTTPServer:
+    """Listens on one address (TLS when `ssl_context` is given) and serves `handler`."""
+
+    def __init__(self, handler: Handler, error_body: Callable[[int, str], bytes],
+                 max_body: int = 3 * 1024 * 1024):
+        self.handler = handler
+        self.error_body = error_body
+        self.max_body = max_body
+        self.connections: set[Connection] = set()
+        self.servers: list[asyncio.base_events.Server] = []
+
+    async def listen(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
+                     reuse_port: bool = False) -> int:
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(lambda: Connection(self), host, port, ssl=ssl_context,
+                                       reuse_port=reuse_port or None, backlog=4096)
+        self.servers.append(srv)
+        return srv.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        for s in self.servers:
+            s.close()
+        for c in list(self.connections):
+            if c.transport is not None:
+                c.transport.close()
+        for s in self.servers:
+            try:
+                await asyncio.wait_for(s.wait_closed(), 2)
+            except asyncio.TimeoutError:
+                pass
+        self.servers.clear()

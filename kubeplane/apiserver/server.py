@@ -1,0 +1,253 @@
+"""Assemble and run the API server: store, registry, REST handlers, HTTP listeners.
+
+`APIServer` is what `kubeplane serve` runs and what tests start in process. It also runs
+the two pieces of upstream's controller-manager that the API's own semantics need:
+namespace deletion (a terminating namespace's contents are deleted, then the namespace)
+and CRD cleanup (deleting a CRD deletes its objects).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ..store.interface import Store
+from . import errors
+from .app import App, status_body
+from .handlers import RESTHandlers, Route, now_rfc3339
+from .http import HTTPServer
+from .registry import Registry
+from .storage import ObjectStore, decode, key_of
+
+log = logging.getLogger("kubeplane.apiserver")
+
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+@dataclass
+class ServerConfig:
+    data_dir: str = "data"
+    etcd_servers: list[str] = field(default_factory=list)
+    bind_address: str = "127.0.0.1"
+    secure_port: int = 6443            # 0: pick a free port; -1: no HTTPS listener
+    http_listen: str | None = None     # "127.0.0.1:8080": plain HTTP without auth (tests)
+    kubeconfig: str | None = None      # default: <data_dir>/kubeconfig
+    max_body: int = 3 * 1024 * 1024
+    store_options: dict[str, Any] = field(default_factory=dict)
+
+
+class APIServer:
+    def __init__(self, config: ServerConfig, store: Store | None = None):
+        self.config = config
+        self._own_store = store is None
+        self.store = store
+        self.registry = Registry()
+        self.http = None
+        self.secure_port = 0
+        self.http_port = 0
+        self.pki = None
+        self.kubeconfig_path: str | None = None
+
+    def _make_store(self) -> Store:
+        if self.config.etcd_servers:
+            from ..store.etcd import EtcdStore
+
+            return EtcdStore(self.config.etcd_servers)
+        from ..store.mvcc import EmbeddedStore
+
+        return EmbeddedStore(os.path.join(self.config.data_dir, "store"), **self.config.store_options)
+
+    async def start(self) -> None:
+        cfg = self.config
+        if self.store is None:
+            self.store = self._make_store()
+        await self.store.start()
+        self.objects = ObjectStore(self.store)
+        self.handlers = RESTHandlers(self.objects, self.registry)
+        self.handlers.namespace_deleter = self._delete_namespace_contents
+        self.handlers.crd_deleter = self._delete_crd_objects
+        await self._load_crds()
+        await self._bootstrap()
+        token = None
+        if cfg.secure_port >= 0:
+            from .certs import ensure_pki, write_kubeconfig
+
+            self.pki = ensure_pki(os.path.join(cfg.data_dir, "pki"), [cfg.bind_address])
+            token = self.pki.token
+        app = App(self.handlers, self.registry, token, health=self.store.current_revision)
+        self.app = app
+        self.http = HTTPServer(app, status_body, max_body=cfg.max_body)
+        # Plain HTTP (tests and benchmarks): loopback only, no authentication.
+        self.http_plain = None
+        if cfg.http_listen:
+            host, _, port = cfg.http_listen.rpartition(":")
+            host = host.strip("[]") or "127.0.0.1"
+            if host not in ("127.0.0.1", "::1", "localhost"):
+                raise ValueError("--http-listen serves without authentication and is limited to loopback")
+            plain_app = App(self.handlers, self.registry, None, health=self.store.current_revision)
+            self.http_plain = HTTPServer(plain_app, status_body, max_body=cfg.max_body)
+            self.http_port = await self.http_plain.listen(host, int(port))
+        if cfg.secure_port >= 0:
+            self.secure_port = await self.http.listen(cfg.bind_address, cfg.secure_port,
+                                                      ssl_context=self.pki.ssl_context())
+            host = cfg.bind_address if ":" not in cfg.bind_address else f"[{cfg.bind_address}]"
+            self.kubeconfig_path = cfg.kubeconfig or os.path.join(cfg.data_dir, "kubeconfig")
+            write_kubeconfig(self.kubeconfig_path, f"https://{host}:{self.secure_port}", self.pki)
+        # resume deletions that were in flight when the server stopped
+        await self._resume_terminating()
+
+    async def close(self) -> None:
+        for srv in (self.http, getattr(self, "http_plain", None)):
+            if srv is not None:
+                await srv.close()
+        for t in list(getattr(self, "handlers", None).background if getattr(self, "handlers", None) else []):
+            t.cancel()
+        if self.store is not None and self._own_store:
+            await self.store.close()
+
+    async def __aenter__(self) -> "APIServer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    # --- bootstrap ------------------------------------------------------------------------
+    async def _bootstrap(self) -> None:
+        ns_info = self.registry.get("", "v1", "namespaces")
+        for name in SYSTEM_NAMESPACES:
+            if await self.objects.get_kv(key_of(ns_info, None, name)) is not None:
+                continue
+            obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            obj = await self.handlers.prepare_create(ns_info, None, obj, "kube-apiserver")
+            try:
+                await self.handlers.store_create(ns_info, obj, False)
+            except errors.APIError as e:
+                if e.reason != "AlreadyExists":
+                    raise
+
+    async def _load_crds(self) -> None:
+        info = self.registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        kvs, _, _, _ = await self.objects.list(info, None)
+        for kv in kvs:
+            try:
+                self.registry.set_crd(decode(kv))
+            except Exception:
+                log.exception("cannot serve CRD %s", kv.key)
+
+    async def _resume_terminating(self) -> None:
+        for plural, group, fn in (("namespaces", "", self._delete_namespace_contents),
+                                  ("customresourcedefinitions", "apiextensions.k8s.io", None)):
+            info = self.registry.get(group, "v1", plural)
+            kvs, _, _, _ = await self.objects.list(info, None)
+            for kv in kvs:
+                obj = decode(kv)
+                if obj["metadata"].get("deletionTimestamp"):
+                    if fn is not None:
+                        self.handlers.spawn(fn(obj["metadata"]["name"]))
+                    else:
+                        self.handlers.spawn(self._delete_crd_objects(obj))
+
+    # --- namespace deletion ---------------------------------------------------------------
+    async def _delete_namespace_contents(self, namespace: str) -> None:
+        """Delete everything in a terminating namespace, then drop the `kubernetes`
+        finalizer so the namespace itself goes (upstream's namespace controller)."""
+        try:
+            for _ in range(600):
+                left = 0
+                seen = set()
+                for info in self.registry.resources():
+                    if not info.namespaced or info.key_prefix in seen:
+                        continue
+                    seen.add(info.key_prefix)
+                    kvs, _, _, _ = await self.objects.list(info, namespace)
+                    for kv in kvs:
+                        left += 1
+                        obj = decode(kv)
+                        if obj["metadata"].get("deletionTimestamp"):
+                            # waiting on finalizers or a kubelet; pods are then removed outright
+                            if info.plural == "pods" and info.group == "" and not obj["metadata"].get("finalizers"):
+                                try:
+                                    await self.handlers.delete_one(info, namespace, obj["metadata"]["name"],
+                                                                   {"gracePeriodSeconds": 0})
+                                except errors.APIError:
+                                    pass
+                            continue
+                        try:
+                            await self.handlers.delete_one(info, namespace, obj["metadata"]["name"],
+                                                           {"propagationPolicy": "Background"})
+                        except errors.APIError:
+                            pass
+                if left == 0:
+                    break
+                await asyncio.sleep(0.5)
+            ns_info = self.registry.get("", "v1", "namespaces")
+
+            def finalize(cur: dict[str, Any]) -> dict[str, Any]:
+                cur.setdefault("spec", {})["finalizers"] = [f for f in (cur.get("spec") or {}).get("finalizers") or []
+                                                            if f != "kubernetes"]
+                cur["metadata"]["finalizers"] = [f for f in cur["metadata"].get("finalizers") or []
+                                                 if f != "kubernetes"]
+                return cur
+
+            await self.handlers.guaranteed_update(ns_info, Route(ns_info, None, namespace, "finalize"), finalize,
+                                                  "namespace-controller", False, precondition=None, op="Update")
+        except errors.APIError as e:
+            if e.code != 404:
+                log.warning("namespace %s deletion: %s", namespace, e.message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("namespace %s deletion failed", namespace)
+
+    # --- CRD deletion ---------------------------------------------------------------------
+    async def _delete_crd_objects(self, crd: dict[str, Any]) -> None:
+        name = crd["metadata"]["name"]
+        try:
+            infos = self.registry.crd_resources(name)
+            if infos:
+                prefix = infos[0].key_prefix.encode()
+                await self.objects.delete_prefix(prefix)
+            info = self.registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+
+            def done(cur: dict[str, Any]) -> dict[str, Any]:
+                cur["metadata"]["finalizers"] = [f for f in cur["metadata"].get("finalizers") or []
+                                                 if f != "customresourcecleanup.apiextensions.k8s.io"]
+                return cur
+
+            await self.handlers.guaranteed_update(info, Route(info, None, name, None), done,
+                                                  "apiextensions-controller", False, precondition=None, op="Update")
+        except errors.APIError as e:
+            if e.code != 404:
+                log.warning("CRD %s cleanup: %s", name, e.message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("CRD %s cleanup failed", name)
+
+
+async def serve_forever(config: ServerConfig) -> None:
+    import signal
+
+    server = APIServer(config)
+    await server.start()
+    if server.http_port:
+        print(f"kubeplane: plain HTTP (no auth) on port {server.http_port}", flush=True)
+    if server.kubeconfig_path:
+        print(f"kubeplane: serving https://{config.bind_address}:{server.secure_port}", flush=True)
+        print(f"export KUBECONFIG={os.path.abspath(server.kubeconfig_path)}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.close()
+
+
+_ = (orjson, now_rfc3339)

@@ -1,0 +1,205 @@
+"""Watch: a chunked stream of `{"type": ..., "object": ...}` lines read from the store's
+watch (issue 4 puts the watch cache underneath).
+
+- resourceVersion unset or "0": the current state first, as ADDED events, then changes.
+- resourceVersion N: every change after N; N compacted away: HTTP 200, then one ERROR
+  event carrying a 410 Status ("too old resource version"), then the end of the stream.
+- sendInitialEvents=true: the current state as ADDED, then a BOOKMARK annotated
+  `k8s.io/initial-events-end: "true"` (WatchList).
+- allowWatchBookmarks: a BOOKMARK about once a minute and just before the timeout.
+- Selectors apply to the old and new object, so an object that stops matching is sent
+  as DELETED and one that starts matching as ADDED (as upstream's cacher does).
+- A client that does not read is disconnected once its backlog passes `MAX_BACKLOG`.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..store import errors as store_errors
+from ..store.types import EventType, prefix_end
+from . import codec, errors
+from .http import Request
+from .storage import decode, prefix_of
+
+if TYPE_CHECKING:
+    from .handlers import Route, RESTHandlers
+
+MAX_BACKLOG = 16 * 1024 * 1024
+BOOKMARK_EVERY = 60.0
+
+
+def _event(kind: str, obj: Any) -> bytes:
+    return orjson.dumps({"type": kind, "object": obj}) + b"\n"
+
+
+async def serve_watch(h: "RESTHandlers", req: Request, route: "Route") -> None:
+    from .selectors import FieldSelector, LabelSelector, allowed_fields, field_set
+
+    info = route.info
+    accept = codec.negotiate(req.headers.get("accept", ""))
+    lsel = LabelSelector.parse(req.param("labelSelector") or "")
+    fsel = FieldSelector.parse(req.param("fieldSelector") or "", allowed_fields(info))
+    rv = req.param("resourceVersion") or ""
+    bookmarks = (req.param("allowWatchBookmarks") or "").lower() in ("1", "true")
+    send_initial = req.param("sendInitialEvents")
+    if send_initial is not None:
+        send_initial_b = send_initial.lower() == "true"
+        if not bookmarks or req.param("resourceVersionMatch") != "NotOlderThan":
+            raise errors.invalid("", "ListOptions", "", [errors.Cause(
+                "FieldValueForbidden", "sendInitialEvents",
+                "Forbidden: sendInitialEvents is forbidden for watch unless allowWatchBookmarks=true and "
+                "resourceVersionMatch=NotOlderThan")])
+    else:
+        send_initial_b = None
+    timeout_s = req.param("timeoutSeconds")
+    if timeout_s:
+        try:
+            timeout = float(int(timeout_s))
+        except ValueError:
+            raise errors.bad_request(f'timeoutSeconds: Invalid value: "{timeout_s}"') from None
+    else:
+        timeout = random.uniform(1800, 3600)
+    filtering = not (lsel.empty and fsel.empty)
+
+    def matches(obj: dict[str, Any]) -> bool:
+        if not filtering:
+            return True
+        md = obj.get("metadata") or {}
+        if not lsel.matches(md.get("labels")):
+            return False
+        return fsel.empty or fsel.matches(field_set(info, obj))
+
+    table_first = [True]
+
+    def render(obj: dict[str, Any]) -> Any:
+        if info.crd is not None:
+            h._read_defaults(info, obj)
+        if accept.table:
+            from .tables import table_for_watch_event
+
+            t = table_for_watch_event(info, obj, req.param("includeObject") or "Metadata", table_first[0],
+                                      now=time.time())
+            table_first[0] = False
+            return t
+        if accept.metadata:
+            return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]}
+        return obj
+
+    prefix = prefix_of(info, route.namespace)
+    if route.name is not None:
+        from .storage import key_of
+
+        key, end = key_of(info, route.namespace, route.name), b""
+    else:
+        key, end = prefix, prefix_end(prefix)
+
+    initial: list[dict[str, Any]] = []
+    if rv in ("", "0") or send_initial_b:
+        kvs, start_rev, _, _ = await h.objects.list(info, route.namespace)
+        if route.name is not None:
+            kvs = [kv for kv in kvs if kv.key == key]
+        initial = [o for o in (decode(kv) for kv in kvs) if matches(o)]
+        if send_initial_b and rv not in ("", "0"):
+            want = int(rv) if rv.isdigit() else 0
+            start_rev = max(start_rev, want)
+    else:
+        try:
+            start_rev = int(rv)
+        except ValueError:
+            raise errors.bad_request(f'invalid resource version "{rv}"') from None
+    if send_initial_b is False:
+        initial = []
+
+    try:
+        watcher = await h.objects.store.watch(key, end, start_revision=start_rev + 1, prev_kv=True,
+                                              progress_notify=bookmarks)
+    except store_errors.StoreError as e:
+        raise errors.internal(str(e)) from None
+
+    headers = [("Content-Type", "application/json"), ("Cache-Control", "no-cache, private")]
+    stream = req.start_stream(200, headers)
+    last_rev = start_rev
+    try:
+        for obj in initial:
+            stream.write(_event("ADDED", render(obj)))
+        if send_initial_b:
+            stream.write(_event("BOOKMARK", _bookmark(info, last_rev, initial_end=True)))
+        deadline = time.monotonic() + timeout
+        next_bookmark = time.monotonic() + BOOKMARK_EVERY
+        it = watcher.__aiter__()
+        while True:
+            now = time.monotonic()
+            wait = deadline - now
+            if bookmarks:
+                wait = min(wait, max(next_bookmark - now, 0.0))
+            if wait <= 0 and now >= deadline:
+                break
+            try:
+                resp = await asyncio.wait_for(it.__anext__(), timeout=max(wait, 0.001))
+            except asyncio.TimeoutError:
+                now = time.monotonic()
+                if bookmarks and now < deadline and now >= next_bookmark:
+                    stream.write(_event("BOOKMARK", _bookmark(info, last_rev)))
+                    next_bookmark = now + BOOKMARK_EVERY
+                if now >= deadline - 0.001:
+                    break
+                continue
+            except StopAsyncIteration:
+                break
+            except store_errors.CompactedError as e:
+                stream.write(_event("ERROR", _too_old(start_rev, getattr(e, "compact_revision", 0))))
+                break
+            for ev in resp.events:
+                last_rev = ev.kv.mod_revision
+                if ev.type == EventType.PUT:
+                    new = decode(ev.kv)
+                    new_ok = matches(new)
+                    old_ok = False
+                    if filtering and ev.prev_kv is not None and ev.kv.create_revision != ev.kv.mod_revision:
+                        old_ok = matches(decode(ev.prev_kv))
+                    elif ev.kv.create_revision != ev.kv.mod_revision:
+                        old_ok = new_ok
+                    if new_ok:
+                        kind = "MODIFIED" if old_ok else "ADDED"
+                        stream.write(_event(kind, render(new)))
+                    elif old_ok:
+                        stream.write(_event("DELETED", render(new)))
+                else:
+                    if ev.prev_kv is None:
+                        continue
+                    old = decode(ev.prev_kv)
+                    old["metadata"]["resourceVersion"] = str(ev.kv.mod_revision)
+                    if matches(old):
+                        stream.write(_event("DELETED", render(old)))
+            if resp.revision > last_rev and not resp.events:
+                last_rev = resp.revision   # a progress notification
+            if stream.closed:
+                break
+            if stream.backlog > MAX_BACKLOG:
+                break   # slow reader: close rather than buffer without bound
+        if bookmarks and time.monotonic() >= deadline - 0.001 and not stream.closed:
+            stream.write(_event("BOOKMARK", _bookmark(info, last_rev)))
+    finally:
+        try:
+            await watcher.cancel()
+        except Exception:
+            pass
+    return None
+
+
+def _bookmark(info, rev: int, initial_end: bool = False) -> dict[str, Any]:
+    md: dict[str, Any] = {"resourceVersion": str(rev)}
+    if initial_end:
+        md["annotations"] = {"k8s.io/initial-events-end": "true"}
+    return {"kind": info.kind, "apiVersion": info.group_version, "metadata": md}
+
+
+def _too_old(asked: int, compacted: int) -> dict[str, Any]:
+    msg = f"too old resource version: {asked} ({compacted})" if compacted else f"too old resource version: {asked}"
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": msg,
+            "reason": "Expired", "code": 410}

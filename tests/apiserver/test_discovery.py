@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shutil
+import subprocess
+import threading
 
 import orjson
 import pytest
@@ -299,3 +303,118 @@ def test_negotiate_not_acceptable(accept):
     with pytest.raises(APIError) as e:
         d.negotiate_discovery(accept)
     assert e.value.code == 406 and e.value.reason == "NotAcceptable"
+
+
+# --- kubectl end to end (skipped where no kubectl binary is installed) ------------------------
+
+_KUBECTLS = {v: f"/usr/lib/google-cloud-sdk/bin/kubectl.{v}" for v in ("1.27", "1.29", "1.30", "1.33")}
+_KUBECTLS = {v: p for v, p in _KUBECTLS.items() if os.access(p, os.X_OK)}
+if not _KUBECTLS and shutil.which("kubectl"):
+    _KUBECTLS = {"path": shutil.which("kubectl")}
+
+
+@pytest.fixture
+def discovery_server(tmp_path):
+    """A throwaway HTTPS server (stdlib) answering the discovery paths with this module's
+    documents, over the PKI and kubeconfig from certs.py; it records (path, Accept)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from kubeplane.apiserver import certs
+
+    pki = certs.ensure_pki(str(tmp_path / "pki"), [])
+    seen: list[tuple[str, str, int]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:
+            pass
+
+        def _send(self, code: int, body: bytes, headers: dict[str, str]) -> None:
+            self.send_response(code)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            path = self.path.split("?")[0].rstrip("/")
+            accept = self.headers.get("Accept", "")
+            if self.headers.get("Authorization") != f"Bearer {pki.token}":
+                seen.append((path, accept, 401))
+                return self._send(401, b"{}", {"Content-Type": "application/json"})
+            code, headers = 200, {}
+            try:
+                ct = "application/json"
+                parts = path.split("/")
+                if path == "/version":
+                    doc = d.version_info()
+                elif path in ("/api", "/apis"):
+                    form, ct = d.negotiate_discovery(accept)
+                    if form:
+                        doc = d.aggregated(ALL_RESOURCES, path == "/api", form)
+                        tag = d.etag(orjson.dumps(doc))
+                        headers = {"ETag": tag, **d.AGGREGATED_HEADERS}
+                        if d.not_modified(self.headers.get("If-None-Match"), tag):
+                            seen.append((path, accept, 304))
+                            return self._send(304, b"", headers)
+                    else:
+                        doc = d.api_versions() if path == "/api" else d.api_group_list(ALL_RESOURCES)
+                elif path == "/api/v1":
+                    doc = d.api_resource_list("", "v1", ALL_RESOURCES)
+                elif len(parts) == 4 and parts[1] == "apis":
+                    doc = d.api_resource_list(parts[2], parts[3], ALL_RESOURCES)
+                elif len(parts) == 3 and parts[1] == "apis":
+                    doc = d.api_group(parts[2], ALL_RESOURCES)
+                else:
+                    raise APIError(404, "NotFound", "the server could not find the requested resource")
+            except APIError as e:
+                doc, ct, code = e.status(), "application/json", e.code
+            seen.append((path, accept, code))
+            self._send(code, orjson.dumps(doc), {"Content-Type": ct, **headers})
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.socket = pki.ssl_context().wrap_socket(srv.socket, server_side=True)
+    kubeconfig = str(tmp_path / "kubeconfig")
+    certs.write_kubeconfig(kubeconfig, f"https://127.0.0.1:{srv.server_address[1]}", pki)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield kubeconfig, seen
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.mark.skipif(not _KUBECTLS, reason="no kubectl binary")
+@pytest.mark.parametrize("version", sorted(_KUBECTLS))
+def test_kubectl_uses_aggregated_discovery(discovery_server, tmp_path, version):
+    kubeconfig, seen = discovery_server
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path / "home"),
+           "KUBECONFIG": kubeconfig}
+
+    def kubectl(*args: str) -> str:
+        out = subprocess.run([_KUBECTLS[version], *args], env=env, capture_output=True,
+                             text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    names = set(kubectl("api-resources", "--categories=all", "-o", "name").split())
+    assert names == {"pods", "services", "deployments.apps", "replicasets.apps",
+                     "statefulsets.apps", "daemonsets.apps", "jobs.batch", "cronjobs.batch",
+                     "widgets.stable.example.com"}
+    # One request each for /api and /apis, answered with aggregated discovery; no per-group
+    # fallback requests.
+    paths = [(p, code) for p, _, code in seen]
+    assert paths == [("/api", 200), ("/apis", 200)]
+    want = "v=v2beta1" if version in ("1.27", "1.28", "1.29") else "v=v2"
+    assert all(want in accept.split(",")[0] for _, accept, _ in seen), seen
+    # Second run: kubectl's disk cache revalidates with If-None-Match and gets 304.
+    seen.clear()
+    assert "statefulsets" in kubectl("api-resources")
+    assert [code for _, _, code in seen if code == 304]
+    # /version and the plain documents.
+    v = orjson.loads(kubectl("version", "-o", "json"))
+    assert v["serverVersion"]["gitVersion"] == d.GIT_VERSION
+    assert orjson.loads(kubectl("get", "--raw", "/api/v1")) == d.api_resource_list("", "v1", ALL_RESOURCES)

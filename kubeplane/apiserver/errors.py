@@ -101,8 +101,8 @@ def not_acceptable(message: str) -> APIError:
 
 def unsupported_media_type(content_type: str) -> APIError:
     return APIError(415, "UnsupportedMediaType",
-                    f'the body of the request was in an unknown format - accepted media types include: '
-                    f'application/json, application/yaml', )
+                    "the body of the request was in an unknown format - accepted media types include: "
+                    f"application/json, application/yaml (got {content_type!r})")
 
 
 def too_large(message: str = "the request body is too large") -> APIError:

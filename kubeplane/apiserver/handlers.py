@@ -145,6 +145,8 @@ class RESTHandlers:
                 return await self.update_scale(req, route)
             return await self.update(req, route)
         if m == "PATCH":
+            if sub == "scale":
+                return await self.patch_scale(req, route)
             return await self.patch(req, route)
         if m == "DELETE":
             if sub is not None:
@@ -798,8 +800,11 @@ class RESTHandlers:
             await self._after_delete(info, obj)
             if info.plural in ("pods",) and info.group == "":
                 return obj, 200
+            details = {"name": name, "group": info.group, "kind": info.plural, "uid": md.get("uid")}
+            if not info.group:
+                del details["group"]    # StatusDetails.group is omitempty upstream
             return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                    "details": {"name": name, "group": info.group, "kind": info.plural, "uid": md.get("uid")}}, 200
+                    "details": details}, 200
         raise errors.conflict(info.group, info.plural, name, errors.OPTIMISTIC_LOCK)
 
     def _grace_period(self, info: ResourceInfo, obj: dict[str, Any], opts: dict[str, Any]) -> int:
@@ -964,6 +969,46 @@ class RESTHandlers:
                 "FieldValueInvalid", "spec.replicas", f"Invalid value: {replicas}: must be greater than or equal to 0")])
         pre = (body.get("metadata") or {}).get("resourceVersion") or None
         return await self._set_replicas(req, route, replicas, pre)
+
+    async def patch_scale(self, req: Request, route: Route) -> Response:
+        """PATCH .../scale: the patch applies to the Scale view of the object (as upstream's
+        scale subresource does), and the answer is the resulting Scale, not the parent."""
+        from . import patch as patchmod
+
+        info = route.info
+        ct = codec.media_type(req.headers.get("content-type", ""))
+        if ct == codec.APPLY_PATCH:
+            raise errors.APIError(415, "UnsupportedMediaType",
+                                  "server-side apply is not supported on the scale subresource")
+        patch_body = codec.decode_body(req.headers.get("content-type", ""), req.body, patch=True)
+        if ct == codec.JSON_PATCH and not isinstance(patch_body, list):
+            raise errors.bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+        if ct != codec.JSON_PATCH and not isinstance(patch_body, dict):
+            raise errors.bad_request(f"json: cannot unmarshal {_json_type(patch_body)} into Go value of type "
+                                     "map[string]interface {}")
+        spec_path, _, _ = self._scale_paths(info)
+
+        def mutate(cur: dict[str, Any]) -> dict[str, Any]:
+            scale = self._scale_of(info, cur)
+            if ct == codec.JSON_PATCH:
+                new = patchmod.json_patch(scale, patch_body)
+            else:  # merge and strategic patches are the same on a Scale (no lists)
+                new = patchmod.json_merge_patch(scale, patch_body)
+            replicas = ((new or {}).get("spec") or {}).get("replicas", 0) if isinstance(new, dict) else None
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise errors.invalid("autoscaling", "Scale", route.name or "", [Cause(
+                    "FieldValueInvalid", "spec.replicas",
+                    f"Invalid value: {replicas}: must be greater than or equal to 0")])
+            pre = str((new.get("metadata") or {}).get("resourceVersion") or "")
+            if pre and pre != cur["metadata"].get("resourceVersion"):
+                raise errors.conflict(info.group, info.plural, route.name or "", errors.OPTIMISTIC_LOCK)
+            _set_path(cur, spec_path, replicas)
+            return cur
+
+        r = Route(info, route.namespace, route.name, None)
+        obj, _ = await self.guaranteed_update(info, r, mutate, _manager(req, "Update"), _dry_run(req),
+                                              precondition=None, op="Update", patching=True)
+        return _json(200, self._scale_of(info, obj))
 
     async def _set_replicas(self, req: Request, route: Route, replicas: int, pre: str | None) -> Response:
         info = route.info

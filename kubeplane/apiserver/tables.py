@@ -514,9 +514,10 @@ def _node(obj: dict[str, Any], now: float) -> tuple[list[Any], None]:
              _s(info.get("containerRuntimeVersion")) or "<unknown>"], None)
 
 
-def _event(obj: dict[str, Any], now: float) -> tuple[list[Any], None]:
+def _event(obj: dict[str, Any], now: float, new_api: bool = False) -> tuple[list[Any], None]:
+    """Core v1 Events; events.k8s.io/v1 ones (new_api) read their renamed fields."""
     meta = _d(obj.get("metadata"))
-    if "regarding" in obj or "note" in obj or "deprecatedSource" in obj:  # events.k8s.io/v1
+    if new_api:
         ref, message = _d(obj.get("regarding")), _s(obj.get("note"))
         first_ts, last_ts = obj.get("deprecatedFirstTimestamp"), obj.get("deprecatedLastTimestamp")
         count, source = _i(obj.get("deprecatedCount")), _d(obj.get("deprecatedSource"))
@@ -759,7 +760,8 @@ _PRINTERS: dict[tuple[str, str], tuple[list[tuple], RowFn]] = {
                                 "use independent of contention on the node."),
     ], _resourcequota),
 }
-_PRINTERS[("events.k8s.io", "events")] = _PRINTERS[("", "events")]
+_PRINTERS[("events.k8s.io", "events")] = (_PRINTERS[("", "events")][0],
+                                          lambda obj, now: _event(obj, now, new_api=True))
 
 
 # --- custom resources ---------------------------------------------------------------

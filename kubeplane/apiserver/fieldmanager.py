@@ -1,0 +1,780 @@
+"""Field ownership (metadata.managedFields) and server-side apply, after upstream's
+sigs.k8s.io/structured-merge-diff and k8s.io/apiserver/.../handlers/fieldmanager.
+
+Model. A *path* is a tuple of path elements, each kept in its FieldsV1 spelling:
+"f:<field>", "k:<compact JSON of the key fields, sorted>" (an item of a list-map),
+"v:<JSON value>" (an item of a set), "i:<index>". A *field set* is a Python set of paths
+(its members). FieldsV1 is the trie of a set: a node that is a member and has children
+carries ".": {}; a member without children is {}.
+
+What a value contributes to a set (upstream TypedValue.ToFieldSet): every scalar; an
+atomic list or map as a whole; every list item (".") and everything in it; map entries
+that are not declared properties of a struct (labels' keys, unknown fields) even when
+they have children. Lists are "map" or "set" by x-kubernetes-list-type, else by the patch
+strategy (merge + key = map, merge = set), else atomic; maps are atomic only with
+x-kubernetes-map-type: atomic. With no schema, maps are granular (every key a member)
+and lists atomic. `metadata` at the root always uses ObjectMeta's schema.
+
+Never tracked (upstream stripMeta, plus deletionTimestamp): apiVersion, kind, metadata
+itself, metadata.{name, namespace, creationTimestamp, selfLink, uid, generation,
+managedFields, resourceVersion, deletionTimestamp}; nor anything under the caller's
+`reset_fields` / `ignore_fields` (e.g. ["status"] on the main resource).
+
+Left out of upstream: version conversion of managers' sets (all versions are treated as
+one), the cap of 10 update managers ("ancient-changes"), last-applied-configuration
+interplay, defaulting of the applied config (only the key default protocol=TCP of port
+lists is known).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from .errors import APIError, bad_request
+from .patch import deep_copy
+from .schema.defs import SchemaNode
+
+Path = tuple[str, ...]
+
+OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+BEFORE_FIRST_APPLY = "before-first-apply"
+_KEY_DEFAULTS = {"protocol": "TCP"}   # list-map key fields with a schema default upstream
+
+_STRIPPED: frozenset[Path] = frozenset({
+    ("f:apiVersion",), ("f:kind",), ("f:metadata",),
+    *(("f:metadata", "f:" + n) for n in (
+        "name", "namespace", "creationTimestamp", "selfLink", "uid", "generation",
+        "managedFields", "resourceVersion", "deletionTimestamp")),
+})
+
+_MISSING = object()
+
+
+# --------------------------------------------------------------------------- JSON as Go writes it
+
+def _go_str(s: str) -> str:
+    out = json.dumps(s, ensure_ascii=False)
+    return (out.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def go_json(v: Any) -> str:
+    """Compact JSON with Go's encoding/json choices (sorted keys, HTML escaping)."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return str(int(v)) if v.is_integer() and abs(v) < 1e21 else json.dumps(v)
+    if isinstance(v, str):
+        return _go_str(v)
+    if isinstance(v, list):
+        return "[" + ",".join(go_json(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ",".join(f"{_go_str(k)}:{go_json(v[k])}" for k in sorted(v)) + "}"
+    raise TypeError(f"not a JSON value: {type(v).__name__}")
+
+
+# --------------------------------------------------------------------------- schema classification
+
+def _child(node: SchemaNode | None, key: str, at_root: bool) -> SchemaNode | None:
+    if at_root and key == "metadata":
+        meta = node.field("metadata") if node is not None else None
+        if meta is None or not meta.properties:
+            return SchemaNode.for_definition(OBJECT_META)
+        return meta
+    return node.field(key) if node is not None else None
+
+
+def _declared(node: SchemaNode | None, key: str, at_root: bool) -> bool:
+    if at_root and key == "metadata":
+        return True
+    return node is not None and key in node.properties
+
+
+def _atomic_map(node: SchemaNode | None) -> bool:
+    return node is not None and node.map_type == "atomic"
+
+
+def _list_kind(node: SchemaNode | None) -> tuple[str, list[str]]:
+    """("map", keys) | ("set", []) | ("atomic", [])."""
+    if node is None:
+        return "atomic", []
+    lt = node.list_type
+    strategy = [p.strip() for p in (node.patch_strategy or "").split(",")]
+    if lt is None and "merge" in strategy:
+        lt = "map" if node.merge_key else "set"
+    if lt == "map":
+        keys = node.map_keys or ([node.merge_key] if node.merge_key else [])
+        return ("map", keys) if keys else ("atomic", [])
+    if lt == "set":
+        return "set", []
+    return "atomic", []
+
+
+def _item_pe(item: Any, index: int, kind: str, keys: list[str]) -> str:
+    if kind == "set":
+        return "v:" + go_json(item)
+    if isinstance(item, dict):
+        key = {}
+        for k in keys:
+            if k in item and not isinstance(item[k], (dict, list)):
+                key[k] = item[k]
+            elif k in _KEY_DEFAULTS:
+                key[k] = _KEY_DEFAULTS[k]
+        if key:
+            return "k:" + go_json(key)
+    return f"i:{index}"
+
+
+def _granular(v: Any, node: SchemaNode | None) -> str | None:
+    """"map" / "list" when `v` is walked into, None when it is a leaf."""
+    if isinstance(v, dict):
+        return None if _atomic_map(node) else "map"
+    if isinstance(v, list):
+        return "list" if _list_kind(node)[0] != "atomic" else None
+    return None
+
+
+# --------------------------------------------------------------------------- field sets
+
+def field_set(obj: Any, schema: SchemaNode | None) -> set[Path]:
+    """The paths `obj` sets (upstream ToFieldSet), untracked paths included."""
+    out: set[Path] = set()
+    _to_set(obj, schema, (), out)
+    return out
+
+
+def _to_set(v: Any, node: SchemaNode | None, path: Path, out: set[Path]) -> None:
+    g = _granular(v, node)
+    if g == "map":
+        for k, cv in v.items():
+            p = path + ("f:" + k,)
+            _to_set(cv, _child(node, k, not path), p, out)
+            if not _declared(node, k, not path):
+                out.add(p)
+    elif g == "list":
+        kind, keys = _list_kind(node)
+        items = node.items() if node is not None else None
+        for i, item in enumerate(v):
+            p = path + (_item_pe(item, i, kind, keys),)
+            _to_set(item, items, p, out)
+            out.add(p)
+    elif path:
+        out.add(path)
+
+
+@dataclass
+class _Diff:
+    added: set[Path] = field(default_factory=set)
+    modified: set[Path] = field(default_factory=set)
+    removed: set[Path] = field(default_factory=set)
+
+
+def compare(old: Any, new: Any, schema: SchemaNode | None) -> _Diff:
+    """Paths added, modified and removed from `old` to `new` (upstream TypedValue.Compare):
+    leaves by value; a non-leaf item or field is added/removed when it appears/disappears."""
+    d = _Diff()
+    _cmp(old, new, schema, (), d)
+    return d
+
+
+def _all_paths(v: Any, node: SchemaNode | None, path: Path, out: set[Path]) -> None:
+    if path:
+        out.add(path)
+    g = _granular(v, node)
+    if g == "map":
+        for k, cv in v.items():
+            _all_paths(cv, _child(node, k, not path), path + ("f:" + k,), out)
+    elif g == "list":
+        kind, keys = _list_kind(node)
+        items = node.items() if node is not None else None
+        for i, item in enumerate(v):
+            _all_paths(item, items, path + (_item_pe(item, i, kind, keys),), out)
+
+
+def _index_items(v: list, node: SchemaNode | None) -> dict[str, Any]:
+    kind, keys = _list_kind(node)
+    out: dict[str, Any] = {}
+    for i, item in enumerate(v):
+        out.setdefault(_item_pe(item, i, kind, keys), item)
+    return out
+
+
+def _cmp(old: Any, new: Any, node: SchemaNode | None, path: Path, d: _Diff) -> None:
+    if old is _MISSING:
+        _all_paths(new, node, path, d.added)
+        return
+    if new is _MISSING:
+        _all_paths(old, node, path, d.removed)
+        return
+    go, gn = _granular(old, node), _granular(new, node)
+    if old is None and gn:           # null and a container: the container's items count
+        go, old = gn, ({} if gn == "map" else [])
+    if new is None and go:
+        gn, new = go, ({} if go == "map" else [])
+    if go == gn == "map" and (old or new):
+        for k in list(old) + [k for k in new if k not in old]:
+            _cmp(old.get(k, _MISSING), new.get(k, _MISSING), _child(node, k, not path),
+                 path + ("f:" + k,), d)
+    elif go == gn == "list" and (old or new):
+        items = node.items() if node is not None else None
+        lo, ln = _index_items(old, node), _index_items(new, node)
+        for pe in list(lo) + [pe for pe in ln if pe not in lo]:
+            _cmp(lo.get(pe, _MISSING), ln.get(pe, _MISSING), items, path + (pe,), d)
+    elif path and not _same(old, new):
+        d.modified.add(path)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+# --------------------------------------------------------------------------- FieldsV1
+
+def _canon_pe(key: str) -> str:
+    if len(key) < 2 or key[1] != ":":
+        raise ValueError(f"invalid path element {key!r}")
+    t, body = key[0], key[2:]
+    if t == "f":
+        return key
+    if t == "k":
+        v = json.loads(body)
+        if not isinstance(v, dict):
+            raise ValueError(f"invalid key {key!r}")
+        return "k:" + go_json(v)
+    if t == "v":
+        return "v:" + go_json(json.loads(body))
+    if t == "i":
+        return f"i:{int(body)}"
+    raise ValueError(f"unknown path element type {key!r}")
+
+
+def fields_to_set(fields: Any) -> set[Path]:
+    """Decode FieldsV1 into a field set; ValueError when malformed."""
+    out: set[Path] = set()
+    if fields is None:
+        return out
+    if not isinstance(fields, dict):
+        raise ValueError("fieldsV1 must be an object")
+    stack: list[tuple[dict, Path]] = [(fields, ())]
+    while stack:
+        node, prefix = stack.pop()
+        for key, sub in node.items():
+            if key == ".":
+                if prefix:
+                    out.add(prefix)
+                continue
+            if not isinstance(sub, dict):
+                raise ValueError(f"invalid fieldsV1 node under {key!r}")
+            p = prefix + (_canon_pe(key),)
+            if not sub:
+                out.add(p)
+            else:
+                stack.append((sub, p))
+    return out
+
+
+def _pe_order(pe: str) -> tuple:
+    t = pe[0]
+    if t == "i":
+        return (3, int(pe[2:]), "")
+    return ({"f": 0, "k": 1, "v": 2}.get(t, 4), 0, pe[2:])
+
+
+def set_to_fields(paths: Iterable[Path]) -> dict:
+    """Encode a field set as FieldsV1 ("." first, then children in upstream's order)."""
+    trie: dict = {}
+    members: set[Path] = set()
+    for p in paths:
+        if not p:
+            continue
+        members.add(p)
+        node = trie
+        for pe in p:
+            node = node.setdefault(pe, {})
+
+    def emit(node: dict, prefix: Path) -> dict:
+        out: dict = {}
+        for pe in sorted(node, key=_pe_order):
+            p = prefix + (pe,)
+            sub = emit(node[pe], p)
+            if sub and p in members:
+                out[pe] = {".": {}, **sub}
+            else:
+                out[pe] = sub
+        return out
+
+    return emit(trie, ())
+
+
+def path_string(path: Path) -> str:
+    """Upstream fieldpath.Path.String(): `.spec.containers[name="nginx"].image`."""
+    out = []
+    for pe in path:
+        t, body = pe[0], pe[2:]
+        if t == "f":
+            out.append("." + body)
+        elif t == "k":
+            key = json.loads(body)
+            out.append("[" + ",".join(f"{k}={_to_string(key[k])}" for k in sorted(key)) + "]")
+        elif t == "v":
+            out.append(f"[={_to_string(json.loads(body))}]")
+        else:
+            out.append(f"[{body}]")
+    return "".join(out)
+
+
+def _to_string(v: Any) -> str:
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    return go_json(v)
+
+
+# --------------------------------------------------------------------------- managers
+
+@dataclass
+class _Entry:
+    manager: str
+    operation: str
+    api_version: str
+    subresource: str
+    time: str | None
+    fields: set[Path]
+
+    @property
+    def identity(self) -> tuple[str, str, str, str]:
+        """Upstream BuildManagerIdentifier: appliers are one manager across versions."""
+        version = "" if self.operation == "Apply" else self.api_version
+        return (self.manager, self.operation, version, self.subresource)
+
+    def describe(self) -> str:
+        """Upstream printManager (conflict messages)."""
+        if self.operation == "Update":
+            return f"{json.dumps(self.manager, ensure_ascii=False)} using {self.api_version}"
+        return json.dumps(self.manager, ensure_ascii=False)
+
+    def encode(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"manager": self.manager, "operation": self.operation,
+                               "apiVersion": self.api_version}
+        if self.time:
+            out["time"] = self.time
+        out["fieldsType"] = "FieldsV1"
+        out["fieldsV1"] = set_to_fields(self.fields)
+        if self.subresource:
+            out["subresource"] = self.subresource
+        return out
+
+
+def decode_managed_fields(entries: Any) -> list[_Entry]:
+    """Parse metadata.managedFields; ValueError when malformed. Later duplicates of one
+    manager identity replace earlier ones (upstream decodes into a map)."""
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        raise ValueError("managedFields must be a list")
+    out: dict[tuple, _Entry] = {}
+    for e in entries:
+        if not isinstance(e, dict):
+            raise ValueError("managedFields entries must be objects")
+        strs = {k: e.get(k) or "" for k in ("manager", "operation", "apiVersion", "subresource")}
+        if not all(isinstance(v, str) for v in strs.values()):
+            raise ValueError("managedFields entry fields must be strings")
+        t = e.get("time")
+        entry = _Entry(strs["manager"], strs["operation"], strs["apiVersion"],
+                       strs["subresource"], t if isinstance(t, str) else None,
+                       fields_to_set(e.get("fieldsV1")))
+        out[entry.identity] = entry
+    return list(out.values())
+
+
+def _seconds(t: str | None) -> float:
+    if not t:
+        return 0
+    try:
+        return datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp() // 1
+    except ValueError:
+        return 0
+
+
+def encode_managed_fields(entries: Iterable[_Entry]) -> list[dict[str, Any]]:
+    """Entries in upstream's order: operation, time (seconds), manager, apiVersion, subresource."""
+    live = [e for e in entries if e.fields]
+    live.sort(key=lambda e: (e.operation, _seconds(e.time), e.manager, e.api_version,
+                             e.subresource))
+    return [e.encode() for e in live]
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _ignored(paths: Iterable[str]) -> list[Path]:
+    return [tuple("f:" + p for p in name.split(".")) for name in paths if name]
+
+
+def _tracked(paths: set[Path], ignored: list[Path]) -> set[Path]:
+    return {p for p in paths
+            if p not in _STRIPPED and not any(p[:len(i)] == i for i in ignored)}
+
+
+def _without_managed_fields(obj: dict) -> dict:
+    out = dict(obj)
+    meta = out.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        out["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
+    return out
+
+
+def _with_managed_fields(obj: dict, entries: list[_Entry]) -> dict:
+    out = deep_copy(obj)
+    meta = out.get("metadata")
+    if not isinstance(meta, dict):
+        meta = out["metadata"] = {}
+    encoded = encode_managed_fields(entries)
+    if encoded:
+        meta["managedFields"] = encoded
+    else:
+        meta.pop("managedFields", None)
+    return out
+
+
+def _skeleton(obj: Any, node: SchemaNode | None, at_root: bool = True) -> Any:
+    """What an empty Go object of the type serializes to, as far as `obj` reaches:
+    struct-typed fields as {} and required lists as null. Used as the "old" object of a
+    create, so that (as upstream) those containers are not recorded as added."""
+    out: dict[str, Any] = {}
+    if not isinstance(obj, dict) or node is None:
+        return out
+    required = set(node.required)
+    for k, v in obj.items():
+        child = _child(node, k, at_root)
+        if child is None:
+            continue
+        if isinstance(v, dict) and child.properties and not _atomic_map(child):
+            out[k] = _skeleton(v, child, False)
+        elif isinstance(v, list) and k in required:
+            out[k] = None
+    return out
+
+
+def _meta(obj: Any) -> dict:
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def _record_update(entries: list[_Entry], old: Any, new: Any, schema: SchemaNode | None,
+                   ident: _Entry, ignored: list[Path], now: str) -> list[_Entry]:
+    """Upstream Updater.Update + managedFieldsUpdater: the fields this operation changed go
+    to `ident` (merged with its earlier set) and leave every other manager; removed fields
+    leave everyone; the entry's time moves only when its set changed."""
+    d = compare(old, new, schema)
+    changed = _tracked(d.added | d.modified, ignored)
+    removed = _tracked(d.removed, ignored)
+    own = changed - removed
+    former = next((e for e in entries if e.identity == ident.identity), None)
+    before = set(former.fields) if former else None
+    for e in entries:
+        e.fields -= changed
+        e.fields -= removed
+    if own:
+        if former is None:
+            former = ident
+            entries.append(former)
+        former.fields |= own
+        if before is None or former.fields != before:
+            former.time = now
+            former.api_version = ident.api_version
+    return [e for e in entries if e.fields]
+
+
+# --------------------------------------------------------------------------- public API
+
+def update_managed_fields(old: dict | None, new: dict, manager: str, operation: str = "Update",
+                          subresource: str = "", api_version: str = "", now: str | None = None,
+                          *, schema: SchemaNode | None = None,
+                          reset_fields: Iterable[str] = ()) -> dict:
+    """`new` with metadata.managedFields updated for a create/update/patch by `manager`.
+
+    `old` is the stored object (None on create). The base ownership is `new`'s own
+    managedFields when the client sent a non-empty, well-formed list on the main resource
+    (upstream lets clients edit them; `[{}]` therefore clears all ownership), else `old`'s.
+    `reset_fields` are dotted field names never tracked ("status" on the main resource of
+    a type with a status subresource; the other top-level fields on /status).
+    """
+    if not isinstance(new, dict):
+        raise bad_request("the object is not a JSON object")
+    now = now or now_rfc3339()
+    ignored = _ignored(reset_fields)
+    entries = None
+    sent = _meta(new).get("managedFields")
+    if not subresource and isinstance(sent, list) and sent:
+        try:
+            entries = decode_managed_fields(sent)
+        except ValueError:
+            entries = None
+    if entries is None:
+        try:
+            entries = decode_managed_fields(_meta(old).get("managedFields")) if old else []
+        except ValueError:
+            entries = []
+    new_s = _without_managed_fields(new)
+    old_s = _without_managed_fields(old) if isinstance(old, dict) else _skeleton(new_s, schema)
+    ident = _Entry(manager, operation, api_version, subresource, now, set())
+    try:
+        entries = _record_update(entries, old_s, new_s, schema, ident, ignored, now)
+    except RecursionError:
+        raise bad_request("the object is nested too deeply") from None
+    return _with_managed_fields(new, entries)
+
+
+def apply(live: dict | None, applied: dict, manager: str, force: bool = False,
+          schema: SchemaNode | None = None, api_version: str = "", now: str | None = None,
+          ignore_fields: Iterable[str] = (), subresource: str = "") -> dict:
+    """Server-side apply of the configuration `applied` by `manager` onto `live` (None:
+    create). Returns the new object with metadata.managedFields.
+
+    - The configuration merges into the live object: scalars and atomic lists/maps are
+      replaced, maps merge by key, list-maps by their keys, sets by value.
+    - The manager's Apply entry becomes exactly the fields the configuration sets. Fields
+      it applied before and no longer sets are removed from the object unless another
+      manager (or the new configuration) still owns them; containers emptied that way go.
+    - A field the configuration changes (value differs from live) that another manager
+      owns is a conflict: 409 Conflict with upstream's message and FieldManagerConflict
+      causes, unless `force`, which moves the field to the applier. Applying the same
+      value as another manager is no conflict: both then own the field.
+    - An object without managedFields first has all its fields attributed to
+      "before-first-apply" (operation Update), as upstream.
+    - Nulls in the configuration are dropped; fields under `ignore_fields` are neither
+      applied nor tracked. metadata.managedFields in the configuration is a 400.
+    """
+    if not isinstance(applied, dict):
+        raise bad_request("the applied configuration is not a JSON object")
+    meta = applied.get("metadata")
+    if meta is not None and not isinstance(meta, dict):
+        raise bad_request("metadata must be an object")
+    if isinstance(meta, dict) and meta.get("managedFields") is not None:
+        raise bad_request("metadata.managedFields must be nil")
+    now = now or now_rfc3339()
+    ignored = _ignored(ignore_fields)
+    try:
+        return _apply(live, applied, manager, force, schema, api_version, now, ignored,
+                      subresource)
+    except RecursionError:
+        raise bad_request("the applied configuration is nested too deeply") from None
+
+
+def _drop(v: Any, ignored: list[Path], path: Path = ()) -> Any:
+    """The configuration without nulls and ignored fields."""
+    if isinstance(v, dict):
+        out = {}
+        for k, x in v.items():
+            p = path + ("f:" + k,)
+            if x is None or p in ignored:
+                continue
+            out[k] = _drop(x, ignored, p)
+        return out
+    if isinstance(v, list):
+        return [_drop(x, [], path) for x in v if x is not None]
+    return v
+
+
+def _apply(live: dict | None, applied: dict, manager: str, force: bool,
+           schema: SchemaNode | None, api_version: str, now: str, ignored: list[Path],
+           subresource: str) -> dict:
+    config = _drop(applied, ignored)
+    if isinstance(live, dict):
+        live_s = _without_managed_fields(live)
+        try:
+            entries = decode_managed_fields(_meta(live).get("managedFields"))
+        except ValueError:
+            entries = []
+        if not entries:
+            first = _Entry(BEFORE_FIRST_APPLY, "Update", api_version, "", now, set())
+            entries = _record_update([], _skeleton(live_s, schema), live_s, schema, first,
+                                     ignored, now)
+    else:
+        live_s, entries = {}, []
+    before = {e.identity: set(e.fields) for e in entries}
+
+    merged = _merge(live_s, config, schema, ())
+    new_set = _tracked(field_set(config, schema), ignored)
+    me = _Entry(manager, "Apply", api_version, subresource, now, new_set)
+    former = next((e for e in entries if e.identity == me.identity), None)
+    others = [e for e in entries if e is not former]
+
+    if former is not None:
+        owned = set(new_set)
+        for e in others:
+            owned |= e.fields
+        kept = {p[:i] for p in owned for i in range(1, len(p) + 1)}
+        for p in sorted(former.fields - kept, key=len, reverse=True):
+            _remove_path(merged, p, schema, kept)
+
+    d = compare(live_s, merged, schema)
+    changed = _tracked(d.added | d.modified, ignored)
+    removed = _tracked(d.removed, ignored)
+    conflicts = [(e, sorted(e.fields & changed, key=_path_key)) for e in others]
+    conflicts = [(e, ps) for e, ps in conflicts if ps]
+    if conflicts and not force:
+        raise _conflict_error(conflicts)
+    for e in others:
+        e.fields -= changed
+        e.fields -= removed
+    if former is not None:
+        former.fields = new_set
+        former.api_version = api_version
+        me = former
+    else:
+        entries.append(me)
+    after = {e.identity: e.fields for e in entries if e.fields}
+    if former is not None and _same(merged, live_s) and after == {
+            k: v for k, v in before.items() if v}:
+        pass    # nothing changed: keep the applier's time
+    else:
+        me.time = now
+    return _with_managed_fields(merged, [e for e in entries if e.fields])
+
+
+def _path_key(p: Path) -> tuple:
+    return tuple(_pe_order(pe) for pe in p)
+
+
+def _conflict_error(conflicts: list[tuple[_Entry, list[Path]]]) -> APIError:
+    """Upstream internal.NewConflictError: 409 Conflict, one cause per conflicting path."""
+    def ident_json(e: _Entry) -> str:
+        m, op, ver, sub = e.identity
+        d = {"manager": m, "operation": op}
+        if ver:
+            d["apiVersion"] = ver
+        if sub:
+            d["subresource"] = sub
+        return json.dumps(d)
+
+    conflicts = sorted(conflicts, key=lambda c: ident_json(c[0]))
+    flat = [(e, p) for e, ps in conflicts for p in ps]
+    causes = [{"reason": "FieldManagerConflict", "message": f"conflict with {e.describe()}",
+               "field": path_string(p)} for e, p in flat]
+    if len(flat) == 1:
+        e, p = flat[0]
+        msg = f"Apply failed with 1 conflict: conflict with {e.describe()}: {path_string(p)}"
+    else:
+        lines = []
+        for e, ps in conflicts:
+            lines.append(f"conflicts with {e.describe()}:")
+            lines.extend(f"- {path_string(p)}" for p in ps)
+        msg = f"Apply failed with {len(flat)} conflicts: " + "\n".join(lines)
+    return APIError(409, "Conflict", msg, {"causes": causes})
+
+
+# --------------------------------------------------------------------------- merge and removal
+
+def _merge(lhs: Any, rhs: Any, node: SchemaNode | None, path: Path) -> Any:
+    """Merge the configuration `rhs` into `lhs` (upstream TypedValue.Merge); new values."""
+    if isinstance(rhs, dict):
+        if _atomic_map(node) or not isinstance(lhs, dict):
+            return deep_copy(rhs)
+        out = dict(lhs)
+        for k, rv in rhs.items():
+            out[k] = _merge(lhs.get(k, _MISSING), rv, _child(node, k, not path),
+                            path + ("f:" + k,))
+        return out
+    if isinstance(rhs, list):
+        kind, keys = _list_kind(node)
+        if kind == "atomic" or not isinstance(lhs, list):
+            return deep_copy(rhs)
+        return _merge_list(lhs, rhs, node, kind, keys, path)
+    return rhs
+
+
+def _merge_list(lhs: list, rhs: list, node: SchemaNode | None, kind: str, keys: list[str],
+                path: Path) -> list:
+    """Associative merge keeping upstream's order: the configuration's order for its
+    items, live-only items in place between them."""
+    items = node.items() if node is not None else None
+    lpes = [_item_pe(v, i, kind, keys) for i, v in enumerate(lhs)]
+    rmap: dict[str, Any] = {}
+    rpes: list[str] = []
+    for i, v in enumerate(rhs):
+        pe = _item_pe(v, i, kind, keys)
+        if pe not in rmap:
+            rmap[pe] = v
+            rpes.append(pe)
+    lmap: dict[str, Any] = {}
+    for pe, v in zip(lpes, lhs):
+        lmap.setdefault(pe, v)
+    shared = [pe for pe in rpes if pe in lmap]
+    si = 0
+    out = []
+    li = ri = 0
+    while li < len(lpes) or ri < len(rpes):
+        next_shared = shared[si] if si < len(shared) else None
+        if li < len(lpes) and ri < len(rpes):
+            pe = lpes[li]
+            if pe == rpes[ri]:
+                out.append(_merge(lmap[pe], rmap[pe], items, path + (pe,)))
+                li, ri, si = li + 1, ri + 1, si + 1
+                continue
+            if pe in rmap and next_shared is not None and next_shared != pe:
+                li += 1
+                continue
+        if li < len(lpes) and lpes[li] not in rmap:
+            out.append(lhs[li])
+            li += 1
+            continue
+        if ri < len(rpes):
+            pe = rpes[ri]
+            out.append(_merge(lmap.get(pe, _MISSING), rmap[pe], items, path + (pe,)))
+            ri += 1
+            if next_shared == pe:
+                si += 1
+            continue
+        li += 1     # a live item the configuration already placed: skip the duplicate
+    return out
+
+
+def _remove_path(obj: dict, path: Path, schema: SchemaNode | None, kept: set[Path]) -> None:
+    """Remove the value at `path` from `obj` in place, then every container on the way up
+    that it leaves empty and nobody owns (upstream RemoveItems drops emptied containers)."""
+    chain: list[tuple[Any, Any, SchemaNode | None]] = []   # (container, key/index, node)
+    cur: Any = obj
+    node = schema
+    for depth, pe in enumerate(path):
+        t, body = pe[0], pe[2:]
+        if t == "f":
+            if not isinstance(cur, dict) or body not in cur:
+                return
+            chain.append((cur, body, node))
+            node = _child(node, body, depth == 0)
+            cur = cur[body]
+        else:
+            if not isinstance(cur, list):
+                return
+            kind, keys = _list_kind(node)
+            idx = next((i for i, v in enumerate(cur) if _item_pe(v, i, kind, keys) == pe), None)
+            if idx is None:
+                return
+            chain.append((cur, idx, node))
+            node = node.items() if node is not None else None
+            cur = cur[idx]
+    for depth in range(len(chain) - 1, -1, -1):
+        container, key, _ = chain[depth]
+        if depth < len(chain) - 1:
+            value = container[key]
+            if not (isinstance(value, (dict, list)) and not value) or path[:depth + 1] in kept:
+                return
+        del container[key]

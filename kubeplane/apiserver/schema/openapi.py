@@ -116,6 +116,9 @@ def _refs(s: Any, prefix: str, acc: set[str]) -> None:
         for k, v in s.items():
             if k == "$ref" and isinstance(v, str) and v.startswith(prefix):
                 acc.add(v[len(prefix):])
+            elif k == "properties" and isinstance(v, dict):  # a map: keys may be "default"
+                for pv in v.values():
+                    _refs(pv, prefix, acc)
             elif k not in ("enum", "default", "example"):
                 _refs(v, prefix, acc)
     elif isinstance(s, list):

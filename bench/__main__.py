@@ -3,6 +3,7 @@
     python -m bench                  # every benchmark with its defaults
     python -m bench store --help     # the store benchmark's options
     python -m bench http --help      # the HTTP stack benchmark's options
+    python -m bench api --help       # the API server's write path (pod creates, patches)
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ def _http(argv: list[str]) -> int:
     return main(argv)
 
 
-BENCHMARKS: dict[str, Callable[[list[str]], int]] = {"store": _store, "http": _http}
+def _api(argv: list[str]) -> int:
+    from .api_bench import main
+
+    return main(argv)
+
+
+BENCHMARKS: dict[str, Callable[[list[str]], int]] = {"store": _store, "http": _http, "api": _api}
 
 
 def main(argv: list[str]) -> int:

@@ -42,6 +42,10 @@ def _error_response(e: APIError) -> Response:
     return Response(e.code, orjson.dumps(st), headers)
 
 
+def _quoted(tag: str) -> str:
+    return tag if tag.startswith('"') else f'"{tag}"'
+
+
 class App:
     def __init__(self, handlers: RESTHandlers, registry: Registry, token: str | None,
                  health: Callable[[], Any] | None = None):
@@ -135,7 +139,7 @@ class App:
         if form is not None:
             body, tag = self._cached(("agg", core, form),
                                      lambda: discovery.aggregated(resources, legacy_core=core, version=form))
-            headers = [("ETag", f'"{tag}"' if not tag.startswith('"') else tag), ("Vary", "Accept")]
+            headers = [("ETag", _quoted(tag)), *discovery.AGGREGATED_HEADERS.items()]
             inm = req.headers.get("if-none-match")
             if inm and inm.strip('"') == tag.strip('"'):
                 return Response(304, b"", headers, content_type=content_type)
@@ -180,6 +184,8 @@ class App:
         if not rest:
             raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
         plural = rest[0]
+        if group == "" and plural == "bindings" and namespace is not None and len(rest) == 1:
+            return await self._bindings(req, version, namespace)
         info = self.registry.get(group, version, plural)
         if info is None:
             raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
@@ -220,12 +226,30 @@ class App:
             return self._etagged(req, body, tag, immutable=req.param("hash") is not None)
         raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
 
+    async def _bindings(self, req: Request, version: str, namespace: str) -> Response | None:
+        """POST /api/v1/namespaces/{ns}/bindings: upstream's collection form of pods/{name}/binding,
+        the pod named by the Binding's metadata.name (the kubernetes client's create_namespaced_binding)."""
+        if req.method != "POST":
+            raise errors.method_not_allowed()
+        from . import codec
+
+        body = codec.decode_body(req.headers.get("content-type", ""), req.body)
+        md = body.get("metadata") if isinstance(body, dict) else None
+        name = md.get("name") if isinstance(md, dict) else None
+        pods = self.registry.get("", version, "pods")
+        if pods is None:
+            raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+        if not name or not isinstance(name, str):
+            raise errors.invalid("", "Binding", "", [errors.Cause("FieldValueRequired", "metadata.name",
+                                                                  "Required value: name or generateName is required")])
+        return await self.h.serve(req, Route(pods, namespace, name, "binding"))
+
     def _etagged(self, req: Request, body: bytes, tag: str, immutable: bool = False) -> Response:
-        headers = [("ETag", f'"{tag}"'), ("Vary", "Accept")]
+        headers = [("ETag", _quoted(tag)), ("Vary", "Accept")]
         if immutable:
             headers.append(("Cache-Control", "public, immutable"))
         inm = req.headers.get("if-none-match")
-        if inm and inm.strip('"') == tag:
+        if inm and inm.strip('"') == tag.strip('"'):
             return Response(304, b"", headers)
         return Response(200, body, headers)
 

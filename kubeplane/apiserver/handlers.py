@@ -177,12 +177,12 @@ class RESTHandlers:
                 schema.apply_defaults(obj)
 
     async def list(self, req: Request, route: Route) -> Response:
-        from .selectors import FieldSelector, LabelSelector, allowed_fields, field_set
+        from .selectors import FieldSelector, LabelSelector, field_set
 
         info = route.info
         accept = codec.negotiate(req.headers.get("accept", ""))
         lsel = LabelSelector.parse(req.param("labelSelector") or "")
-        fsel = FieldSelector.parse(req.param("fieldSelector") or "", allowed_fields(info))
+        fsel = FieldSelector.for_resource(req.param("fieldSelector") or "", info)
         limit = _int_param(req, "limit", 0)
         cont = req.param("continue") or ""
         rv = req.param("resourceVersion") or ""
@@ -650,7 +650,8 @@ class RESTHandlers:
             if "managedFields" in keep_md:
                 new["metadata"]["managedFields"] = keep_md["managedFields"]
             md = new["metadata"]
-        elif strategy.has_status and info.plural != "namespaces":
+        elif strategy.has_status and info.plural != "namespaces" and sub != "binding":
+            # (a binding sets the PodScheduled condition along with spec.nodeName)
             if "status" in current:
                 new["status"] = current["status"]
             else:
@@ -901,14 +902,14 @@ class RESTHandlers:
             pass
 
     async def delete_collection(self, req: Request, route: Route) -> Response:
-        from .selectors import FieldSelector, LabelSelector, allowed_fields, field_set
+        from .selectors import FieldSelector, LabelSelector, field_set
 
         info = route.info
         if "deletecollection" not in info.verbs:
             raise errors.method_not_allowed()
         opts = self._delete_options(req)
         lsel = LabelSelector.parse(req.param("labelSelector") or "")
-        fsel = FieldSelector.parse(req.param("fieldSelector") or "", allowed_fields(info))
+        fsel = FieldSelector.for_resource(req.param("fieldSelector") or "", info)
         kvs, rev, _, _ = await self.objects.list(info, route.namespace)
         deleted = []
         for kv in kvs:
@@ -946,8 +947,7 @@ class RESTHandlers:
 
             sel = (obj.get("spec") or {}).get("selector")
             if isinstance(sel, dict):
-                selector = LabelSelector.from_dict(sel).to_string() if hasattr(LabelSelector, "to_string") else \
-                    ",".join(f"{k}={v}" for k, v in sorted((sel.get("matchLabels") or {}).items()))
+                selector = str(LabelSelector.from_dict(sel))
         return {"kind": "Scale", "apiVersion": "autoscaling/v1",
                 "metadata": {"name": md["name"], "namespace": md.get("namespace"), "uid": md.get("uid"),
                              "resourceVersion": md.get("resourceVersion"),
@@ -1048,7 +1048,7 @@ class RESTHandlers:
                           "lastTransitionTime": now_rfc3339()})
             return cur
 
-        r = Route(route.info, route.namespace, name, None)
+        r = Route(route.info, route.namespace, name, "binding")
         pre = ((body.get("metadata") or {}).get("resourceVersion")) or None
         await self.guaranteed_update(route.info, r, mutate, _manager(req, "Update"), _dry_run(req),
                                      precondition=pre, op="Update")

@@ -38,12 +38,12 @@ def _event(kind: str, obj: Any) -> bytes:
 
 
 async def serve_watch(h: "RESTHandlers", req: Request, route: "Route") -> None:
-    from .selectors import FieldSelector, LabelSelector, allowed_fields, field_set
+    from .selectors import FieldSelector, LabelSelector, field_set
 
     info = route.info
     accept = codec.negotiate(req.headers.get("accept", ""))
     lsel = LabelSelector.parse(req.param("labelSelector") or "")
-    fsel = FieldSelector.parse(req.param("fieldSelector") or "", allowed_fields(info))
+    fsel = FieldSelector.for_resource(req.param("fieldSelector") or "", info)
     rv = req.param("resourceVersion") or ""
     bookmarks = (req.param("allowWatchBookmarks") or "").lower() in ("1", "true")
     send_initial = req.param("sendInitialEvents")

@@ -1,0 +1,539 @@
+"""REST semantics and bad input, over real HTTP to a `kubeplane serve` child process.
+
+Each test states the upstream behaviour it checks (codes, reasons, messages as
+kube-apiserver returns them).
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+
+import orjson
+import pytest
+
+from server_procs import ServerProc
+
+
+@pytest.fixture(scope="module", params=["embedded", "etcd"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The whole module runs twice: on the embedded store and on a real etcd 3.4 member."""
+    base = tmp_path_factory.mktemp(f"api-{request.param}")
+    cluster = None
+    etcd = None
+    if request.param == "etcd":
+        import sys
+        from pathlib import Path
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "store"))
+        from etcd_procs import ETCD_BIN, EtcdCluster
+
+        if not Path(ETCD_BIN).exists():
+            pytest.skip("etcd not installed (Debian etcd-server)")
+        cluster = EtcdCluster(base / "etcd").start()
+        etcd = cluster.endpoints
+    s = ServerProc(base / "data", etcd_servers=etcd).start()
+    yield s
+    s.stop()
+    if cluster is not None:
+        cluster.stop()
+
+POD = {
+    "apiVersion": "v1", "kind": "Pod",
+    "metadata": {"name": "p1", "labels": {"app": "web", "tier": "front"}},
+    "spec": {"containers": [{"name": "c", "image": "nginx:1.25", "ports": [{"containerPort": 80}]}]},
+}
+
+
+def pod(name: str, **labels: str) -> dict:
+    p = json.loads(json.dumps(POD))
+    p["metadata"]["name"] = name
+    if labels:
+        p["metadata"]["labels"] = labels
+    return p
+
+
+def cm(name: str, **data: str) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+
+
+# --- create / get / defaults ---------------------------------------------------------------
+
+def test_create_sets_server_fields_and_pod_defaults(server, ns):
+    r = server.call("POST", f"/api/v1/namespaces/{ns}/pods", pod("p1"))
+    assert r.status == 201, r
+    o = r.json
+    md = o["metadata"]
+    assert md["namespace"] == ns and len(md["uid"]) == 36 and md["creationTimestamp"].endswith("Z")
+    assert int(md["resourceVersion"]) > 0
+    spec = o["spec"]
+    assert spec["restartPolicy"] == "Always" and spec["dnsPolicy"] == "ClusterFirst"
+    assert spec["schedulerName"] == "default-scheduler" and spec["terminationGracePeriodSeconds"] == 30
+    assert spec["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+    assert spec["containers"][0]["ports"][0]["protocol"] == "TCP"
+    assert o["status"]["phase"] == "Pending" and o["status"]["qosClass"] == "BestEffort"
+    g = server.call("GET", f"/api/v1/namespaces/{ns}/pods/p1")
+    assert g.status == 200 and g.json == o
+    # managedFields record the creator
+    assert md["managedFields"][0]["operation"] == "Update"
+
+
+def test_already_exists_and_not_found(server, ns):
+    assert server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", cm("a")).status == 201
+    r = server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", cm("a"))
+    assert r.status == 409 and r.json["reason"] == "AlreadyExists"
+    assert r.json["message"] == 'configmaps "a" already exists'
+    r = server.call("GET", f"/api/v1/namespaces/{ns}/configmaps/nope")
+    assert r.status == 404 and r.json["reason"] == "NotFound"
+    assert r.json["message"] == 'configmaps "nope" not found'
+    assert r.json["details"] == {"name": "nope", "kind": "configmaps"}
+    r = server.call("GET", "/apis/apps/v1/namespaces/x/deployments/nope")
+    assert r.json["message"] == 'deployments.apps "nope" not found'
+
+
+def test_generate_name(server, ns):
+    body = {"metadata": {"generateName": "job-"}, "data": {"k": "v"}}
+    names = {server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", body).json["metadata"]["name"]
+             for _ in range(3)}
+    assert len(names) == 3 and all(n.startswith("job-") and len(n) == 9 for n in names)
+
+
+def test_optimistic_concurrency_conflict(server, ns):
+    o = server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", cm("c", a="1")).json
+    o["data"]["a"] = "2"
+    r1 = server.call("PUT", f"/api/v1/namespaces/{ns}/configmaps/c", o)
+    assert r1.status == 200 and r1.json["data"]["a"] == "2"
+    assert int(r1.json["metadata"]["resourceVersion"]) > int(o["metadata"]["resourceVersion"])
+    o["data"]["a"] = "3"      # still carries the old resourceVersion
+    r2 = server.call("PUT", f"/api/v1/namespaces/{ns}/configmaps/c", o)
+    assert r2.status == 409 and r2.json["reason"] == "Conflict"
+    assert r2.json["message"] == ('Operation cannot be fulfilled on configmaps "c": the object has been modified; '
+                                  "please apply your changes to the latest version and try again")
+    assert server.call("GET", f"/api/v1/namespaces/{ns}/configmaps/c").json["data"]["a"] == "2"
+
+
+def test_noop_update_keeps_resource_version(server, ns):
+    o = server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", cm("n", a="1")).json
+    r = server.call("PUT", f"/api/v1/namespaces/{ns}/configmaps/n", o)
+    assert r.status == 200 and r.json["metadata"]["resourceVersion"] == o["metadata"]["resourceVersion"]
+
+
+def test_generation_bumps_only_on_spec_change(server, ns):
+    d = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+         "spec": {"selector": {"matchLabels": {"app": "d"}},
+                  "template": {"metadata": {"labels": {"app": "d"}},
+                               "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+    o = server.call("POST", f"/apis/apps/v1/namespaces/{ns}/deployments", d).json
+    assert o["metadata"]["generation"] == 1 and o["spec"]["replicas"] == 1
+    r = server.call("PATCH", f"/apis/apps/v1/namespaces/{ns}/deployments/d", {"metadata": {"labels": {"x": "y"}}},
+                    content_type="application/merge-patch+json")
+    assert r.json["metadata"]["generation"] == 1
+    r = server.call("PATCH", f"/apis/apps/v1/namespaces/{ns}/deployments/d", {"spec": {"replicas": 3}},
+                    content_type="application/merge-patch+json")
+    assert r.json["metadata"]["generation"] == 2 and r.json["spec"]["replicas"] == 3
+    # status is not writable through the main resource, only through /status
+    r = server.call("PATCH", f"/apis/apps/v1/namespaces/{ns}/deployments/d", {"status": {"replicas": 7}},
+                    content_type="application/merge-patch+json")
+    assert "replicas" not in r.json.get("status", {})
+    r = server.call("PATCH", f"/apis/apps/v1/namespaces/{ns}/deployments/d/status", {"status": {"replicas": 7}},
+                    content_type="application/merge-patch+json")
+    assert r.status == 200 and r.json["status"]["replicas"] == 7 and r.json["metadata"]["generation"] == 2
+    sc = server.call("GET", f"/apis/apps/v1/namespaces/{ns}/deployments/d/scale").json
+    assert sc["kind"] == "Scale" and sc["spec"]["replicas"] == 3 and sc["status"]["replicas"] == 7
+    assert sc["status"]["selector"] == "app=d"
+    sc["spec"]["replicas"] = 5
+    r = server.call("PUT", f"/apis/apps/v1/namespaces/{ns}/deployments/d/scale", sc)
+    assert r.status == 200 and r.json["spec"]["replicas"] == 5
+
+
+# --- validation and bad input ------------------------------------------------------------------
+
+def test_invalid_object_422_with_causes(server, ns):
+    bad = pod("BadName")
+    bad["spec"]["containers"][0].pop("image")
+    r = server.call("POST", f"/api/v1/namespaces/{ns}/pods", bad)
+    assert r.status == 422 and r.json["reason"] == "Invalid"
+    fields = {c["field"] for c in r.json["details"]["causes"]}
+    assert {"metadata.name", "spec.containers[0].image"} <= fields
+    assert r.json["message"].startswith('Pod "BadName" is invalid: [')
+    assert server.call("GET", f"/api/v1/namespaces/{ns}/pods/BadName").status == 404
+
+
+def test_wrong_types_are_400_not_stored(server, ns):
+    bad = pod("typed")
+    bad["spec"]["containers"] = "nginx"
+    r = server.call("POST", f"/api/v1/namespaces/{ns}/pods", bad)
+    assert r.status == 400 and r.json["reason"] == "BadRequest"
+    assert r.json["message"].startswith('Pod in version "v1" cannot be handled as a Pod:')
+    assert server.call("GET", f"/api/v1/namespaces/{ns}/pods/typed").status == 404
+
+
+def test_field_validation_modes(server, ns):
+    body = cm("fv", a="1")
+    body["bogus"] = 1
+    r = server.call("POST", f"/api/v1/namespaces/{ns}/configmaps?fieldValidation=Strict", body)
+    assert r.status == 400 and 'unknown field "bogus"' in r.json["message"]
+    assert r.json["message"].startswith("strict decoding error:")
+    r = server.call("POST", f"/api/v1/namespaces/{ns}/configmaps?fieldValidation=Warn", body)
+    assert r.status == 201 and "bogus" not in r.json
+    assert any('unknown field \\"bogus\\"' in w for w in r.warnings), r.warnings
+    body["metadata"]["name"] = "fv2"
+    r = server.call("POST", f"/api/v1/namespaces/{ns}/configmaps?fieldValidation=Ignore", body)
+    assert r.status == 201 and not r.warnings
+    r = server.call("POST", f"/api/v1/namespaces/{ns}/configmaps?fieldValidation=Bogus", body)
+    assert r.status == 400
+
+
+@pytest.mark.parametrize("raw,ctype", [
+    (b"{not json", "application/json"),
+    (b"[1,2,3]", "application/json"),
+    (b'"just a string"', "application/json"),
+    (b"a: [unclosed", "application/yaml"),
+    (b"- a\n- b\n", "application/yaml"),
+    (b"[" * 5000 + b"]" * 5000, "application/json"),
+    (b"a:\n" + b"".join(b"  " * i + b"- \n" for i in range(1, 3000)), "application/yaml"),
+])
+def test_malformed_bodies_are_4xx(server, ns, raw, ctype):
+    r = server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", raw=raw, content_type=ctype)
+    assert 400 <= r.status < 500, r
+    assert r.json["kind"] == "Status" and r.json["code"] == r.status
+
+
+def test_yaml_alias_bomb_rejected(server, ns):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i-1}"] * 10) + "]")
+    r = server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", raw="\n".join(lines).encode(),
+                    content_type="application/yaml")
+    assert r.status == 400 and "alias" in r.json["message"]
+
+
+def test_yaml_body_accepted(server, ns):
+    raw = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fromyaml\ndata:\n  k: v\n"
+    r = server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", raw=raw, content_type="application/yaml")
+    assert r.status == 201 and r.json["data"] == {"k": "v"}
+
+
+def test_huge_label_value_is_invalid(server, ns):
+    body = cm("lbl")
+    body["metadata"]["labels"] = {"k": "v" * 100_000}
+    r = server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", body)
+    assert r.status == 422 and r.json["details"]["causes"][0]["field"] == "metadata.labels"
+    assert len(r.body) < 20_000     # the value is not echoed whole
+
+
+def test_body_over_3mib_is_413(server, ns):
+    body = cm("big", a="x" * (3 * 1024 * 1024 + 10))
+    r = server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", body)
+    assert r.status == 413 and r.json["reason"] == "RequestEntityTooLarge"
+
+
+def test_protobuf_body_is_415_and_protobuf_only_accept_is_406(server, ns):
+    r = server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", raw=b"k8s\x00\n\x02v1",
+                    content_type="application/vnd.kubernetes.protobuf")
+    assert r.status == 415 and r.json["reason"] == "UnsupportedMediaType"
+    r = server.call("GET", f"/api/v1/namespaces/{ns}/configmaps",
+                    headers={"Accept": "application/vnd.kubernetes.protobuf"})
+    assert r.status == 406 and r.json["reason"] == "NotAcceptable"
+    r = server.call("GET", f"/api/v1/namespaces/{ns}/configmaps",
+                    headers={"Accept": "application/vnd.kubernetes.protobuf, application/json"})
+    assert r.status == 200
+
+
+def test_method_not_allowed_and_unknown_paths(server, ns):
+    r = server.call("PUT", f"/api/v1/namespaces/{ns}/configmaps", cm("x"))
+    assert r.status == 405 and r.json["reason"] == "MethodNotAllowed"
+    assert server.call("GET", "/api/v1/nopes").status == 404
+    assert server.call("GET", "/apis/nope.example.com/v1").status == 404
+
+
+def test_name_and_namespace_mismatch(server, ns):
+    server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", cm("m"))
+    r = server.call("PUT", f"/api/v1/namespaces/{ns}/configmaps/m", cm("other"))
+    assert r.status == 400 and "does not match the name on the URL" in r.json["message"]
+    body = cm("m2")
+    body["metadata"]["namespace"] = "elsewhere"
+    r = server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", body)
+    assert r.status == 400 and "does not match the namespace" in r.json["message"]
+
+
+def test_unauthenticated_https_is_401(server):
+    import ssl
+    import urllib.request
+
+    ctx = ssl.create_default_context(cafile=server.kubeconfig.replace("kubeconfig", "pki/ca.crt"))
+    try:
+        urllib.request.urlopen(server.https_url + "/api/v1/namespaces", context=ctx, timeout=10)
+        raise AssertionError("expected 401")
+    except urllib.error.HTTPError as e:
+        assert e.code == 401
+        assert json.loads(e.read())["reason"] == "Unauthorized"
+
+
+def test_malformed_http_does_not_kill_server(server):
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=5) as s:
+        s.sendall(b"GARBAGE \x00\x01 / HTTP/9\r\n\r\n")
+        data = s.recv(4096)
+        assert data.startswith(b"HTTP/1.1 400")
+    assert server.call("GET", "/version").status == 200
+
+
+# --- namespaces, finalizers, deletion ---------------------------------------------------------
+
+def test_namespace_lifecycle(server):
+    r = server.call("POST", "/api/v1/namespaces/missing-ns/configmaps", cm("x"))
+    assert r.status == 404 and r.json["message"] == 'namespaces "missing-ns" not found'
+    assert server.call("POST", "/api/v1/namespaces", {"metadata": {"name": "doomed"}}).status == 201
+    fin = cm("held")
+    fin["metadata"]["finalizers"] = ["example.com/hold"]
+    assert server.call("POST", "/api/v1/namespaces/doomed/configmaps", fin).status == 201
+    assert server.call("POST", "/api/v1/namespaces/doomed/configmaps", cm("free")).status == 201
+    r = server.call("DELETE", "/api/v1/namespaces/doomed")
+    assert r.status == 200 and r.json["status"]["phase"] == "Terminating"
+    r = server.call("POST", "/api/v1/namespaces/doomed/configmaps", cm("late"))
+    assert r.status == 403 and "because it is being terminated" in r.json["message"]
+    deadline = time.time() + 10
+    while time.time() < deadline and server.call("GET", "/api/v1/namespaces/doomed/configmaps/free").status != 404:
+        time.sleep(0.1)
+    assert server.call("GET", "/api/v1/namespaces/doomed/configmaps/free").status == 404
+    held = server.call("GET", "/api/v1/namespaces/doomed/configmaps/held").json
+    assert held["metadata"]["deletionTimestamp"]
+    held["metadata"]["finalizers"] = []
+    assert server.call("PUT", "/api/v1/namespaces/doomed/configmaps/held", held).status == 200
+    while time.time() < deadline and server.call("GET", "/api/v1/namespaces/doomed").status != 404:
+        time.sleep(0.1)
+    assert server.call("GET", "/api/v1/namespaces/doomed").status == 404
+
+
+def test_system_namespaces_exist(server):
+    names = {i["metadata"]["name"] for i in server.call("GET", "/api/v1/namespaces").json["items"]}
+    assert {"default", "kube-system", "kube-public", "kube-node-lease"} <= names
+
+
+def test_finalizers_and_delete_preconditions(server, ns):
+    body = cm("f")
+    body["metadata"]["finalizers"] = ["example.com/x"]
+    o = server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", body).json
+    r = server.call("DELETE", f"/api/v1/namespaces/{ns}/configmaps/f",
+                    {"preconditions": {"uid": "not-the-uid"}})
+    assert r.status == 409 and "Precondition failed: UID in precondition" in r.json["message"]
+    r = server.call("DELETE", f"/api/v1/namespaces/{ns}/configmaps/f", {"preconditions": {"uid": o["metadata"]["uid"]}})
+    assert r.status == 200 and r.json["metadata"]["deletionTimestamp"]
+    assert server.call("GET", f"/api/v1/namespaces/{ns}/configmaps/f").status == 200
+    r = server.call("PATCH", f"/api/v1/namespaces/{ns}/configmaps/f", {"metadata": {"finalizers": ["example.com/new", "example.com/x"]}},
+                    content_type="application/merge-patch+json")
+    assert r.status == 422   # no new finalizers while terminating
+    r = server.call("PATCH", f"/api/v1/namespaces/{ns}/configmaps/f", {"metadata": {"finalizers": None}},
+                    content_type="application/merge-patch+json")
+    assert r.status == 200
+    assert server.call("GET", f"/api/v1/namespaces/{ns}/configmaps/f").status == 404
+
+
+def test_delete_returns_status_and_dry_run_changes_nothing(server, ns):
+    server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", cm("d"))
+    r = server.call("DELETE", f"/api/v1/namespaces/{ns}/configmaps/d?dryRun=All")
+    assert r.status == 200
+    assert server.call("GET", f"/api/v1/namespaces/{ns}/configmaps/d").status == 200
+    r = server.call("POST", f"/api/v1/namespaces/{ns}/configmaps?dryRun=All", cm("dry"))
+    assert r.status == 201 and r.json["metadata"]["uid"]
+    assert server.call("GET", f"/api/v1/namespaces/{ns}/configmaps/dry").status == 404
+    r = server.call("DELETE", f"/api/v1/namespaces/{ns}/configmaps/d")
+    assert r.status == 200 and r.json["status"] == "Success" and r.json["details"]["name"] == "d"
+    assert server.call("GET", f"/api/v1/namespaces/{ns}/configmaps/d").status == 404
+
+
+def test_owner_references_background_deletion(server, ns):
+    owner = server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", cm("owner")).json
+    dep = cm("dependent")
+    dep["metadata"]["ownerReferences"] = [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
+                                           "uid": owner["metadata"]["uid"]}]
+    assert server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", dep).status == 201
+    assert server.call("DELETE", f"/api/v1/namespaces/{ns}/configmaps/owner").status == 200
+    deadline = time.time() + 5
+    while time.time() < deadline and server.call("GET", f"/api/v1/namespaces/{ns}/configmaps/dependent").status != 404:
+        time.sleep(0.05)
+    assert server.call("GET", f"/api/v1/namespaces/{ns}/configmaps/dependent").status == 404
+
+
+def test_delete_collection_with_selector(server, ns):
+    for i in range(4):
+        body = cm(f"dc{i}")
+        body["metadata"]["labels"] = {"grp": "a" if i < 3 else "b"}
+        server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", body)
+    r = server.call("DELETE", f"/api/v1/namespaces/{ns}/configmaps?labelSelector=grp%3Da")
+    assert r.status == 200 and len(r.json["items"]) == 3
+    left = server.call("GET", f"/api/v1/namespaces/{ns}/configmaps?labelSelector=grp").json["items"]
+    assert [o["metadata"]["name"] for o in left] == ["dc3"]
+
+
+# --- selectors, pagination ----------------------------------------------------------------------
+
+def test_label_and_field_selectors(server, ns):
+    for name, labels in [("a", {"app": "web", "tier": "front"}), ("b", {"app": "web", "tier": "back"}),
+                         ("c", {"app": "db"})]:
+        assert server.call("POST", f"/api/v1/namespaces/{ns}/pods", pod(name, **labels)).status == 201
+
+    def names(q: str) -> list[str]:
+        r = server.call("GET", f"/api/v1/namespaces/{ns}/pods?{q}")
+        assert r.status == 200, r
+        return sorted(o["metadata"]["name"] for o in r.json["items"])
+
+    assert names("labelSelector=app%3Dweb") == ["a", "b"]
+    assert names("labelSelector=app%3D%3Dweb,tier!%3Dfront") == ["b"]
+    assert names("labelSelector=tier%20in%20(front,back)") == ["a", "b"]
+    assert names("labelSelector=tier%20notin%20(front)") == ["b", "c"]
+    assert names("labelSelector=!tier") == ["c"]
+    assert names("labelSelector=tier") == ["a", "b"]
+    assert names("fieldSelector=metadata.name%3Db") == ["b"]
+    assert names("fieldSelector=metadata.name!%3Db") == ["a", "c"]
+    r = server.call("POST", f"/api/v1/namespaces/{ns}/pods/a/binding",
+                    {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "a"},
+                     "target": {"apiVersion": "v1", "kind": "Node", "name": "node-1"}})
+    assert r.status == 201, r
+    assert names("fieldSelector=spec.nodeName%3Dnode-1") == ["a"]
+    assert names("fieldSelector=status.phase%3DPending") == ["a", "b", "c"]
+    r = server.call("POST", f"/api/v1/namespaces/{ns}/pods/a/binding",
+                    {"metadata": {"name": "a"}, "target": {"kind": "Node", "name": "node-2"}})
+    assert r.status == 409
+    r = server.call("GET", f"/api/v1/namespaces/{ns}/pods?fieldSelector=spec.bogus%3Dx")
+    assert r.status == 400 and r.json["reason"] == "BadRequest"
+    r = server.call("GET", f"/api/v1/namespaces/{ns}/pods?labelSelector=a%3D%3D%3Db")
+    assert r.status == 400
+
+
+def test_pagination_is_one_snapshot(server, ns):
+    for i in range(7):
+        server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", cm(f"pg{i}"))
+    r = server.call("GET", f"/api/v1/namespaces/{ns}/configmaps?limit=3").json
+    rv = r["metadata"]["resourceVersion"]
+    assert len(r["items"]) == 3 and r["metadata"]["remainingItemCount"] == 4
+    seen = [o["metadata"]["name"] for o in r["items"]]
+    server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", cm("pg9-added-later"))
+    server.call("DELETE", f"/api/v1/namespaces/{ns}/configmaps/pg6")
+    while r["metadata"].get("continue"):
+        r = server.call("GET", f"/api/v1/namespaces/{ns}/configmaps?limit=3&continue={r['metadata']['continue']}").json
+        assert r["metadata"]["resourceVersion"] == rv
+        seen += [o["metadata"]["name"] for o in r["items"]]
+    assert seen == [f"pg{i}" for i in range(7)]
+    r = server.call("GET", f"/api/v1/namespaces/{ns}/configmaps?limit=3&continue=garbage")
+    assert r.status == 400
+
+
+# --- watch -----------------------------------------------------------------------------------------
+
+def _watch_lines(server, path: str, n: int, timeout: float = 10.0) -> list[dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=timeout)
+    conn.request("GET", path)
+    r = conn.getresponse()
+    assert r.status == 200
+    out = []
+    buf = b""
+    deadline = time.time() + timeout
+    while len(out) < n and time.time() < deadline:
+        chunk = r.read1(65536) if hasattr(r, "read1") else r.read(1)
+        if not chunk:
+            break
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            if line.strip():
+                out.append(orjson.loads(line))
+    conn.close()
+    return out
+
+
+def test_watch_from_resource_version_and_selectors(server, ns):
+    o = server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", cm("w1", a="1")).json
+    rv = o["metadata"]["resourceVersion"]
+    server.call("PATCH", f"/api/v1/namespaces/{ns}/configmaps/w1", {"data": {"a": "2"}},
+                content_type="application/merge-patch+json")
+    server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", cm("w2"))
+    server.call("DELETE", f"/api/v1/namespaces/{ns}/configmaps/w1")
+    evs = _watch_lines(server, f"/api/v1/namespaces/{ns}/configmaps?watch=1&resourceVersion={rv}", 3)
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in evs] == [
+        ("MODIFIED", "w1"), ("ADDED", "w2"), ("DELETED", "w1")]
+    assert evs[0]["object"]["data"] == {"a": "2"}
+    rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in evs]
+    assert rvs == sorted(rvs) and rvs[0] > int(rv)
+    # without a resourceVersion: the current state as ADDED first
+    evs = _watch_lines(server, f"/api/v1/namespaces/{ns}/configmaps?watch=true&fieldSelector=metadata.name%3Dw2", 1)
+    assert evs[0]["type"] == "ADDED" and evs[0]["object"]["metadata"]["name"] == "w2"
+
+
+def test_watch_list_ends_with_annotated_bookmark(server, ns):
+    server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", cm("wl"))
+    evs = _watch_lines(server, f"/api/v1/namespaces/{ns}/configmaps?watch=1&sendInitialEvents=true"
+                               f"&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan", 2)
+    assert evs[0]["type"] == "ADDED"
+    assert evs[1]["type"] == "BOOKMARK"
+    assert evs[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+
+
+def test_watch_timeout_seconds_ends_stream(server, ns):
+    t0 = time.time()
+    evs = _watch_lines(server, f"/api/v1/namespaces/{ns}/configmaps?watch=1&resourceVersion=1&timeoutSeconds=1", 1000,
+                       timeout=10)
+    assert time.time() - t0 < 5
+    assert all(e["type"] in ("ADDED", "MODIFIED", "DELETED", "ERROR") for e in evs)
+
+
+# --- discovery and health -------------------------------------------------------------------
+
+def test_discovery_and_version(server):
+    v = server.call("GET", "/version").json
+    assert v["major"] == "1" and v["gitVersion"].startswith("v1.")
+    api = server.call("GET", "/api").json
+    assert api["versions"] == ["v1"]
+    r = server.call("GET", "/apis", headers={
+        "Accept": "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"})
+    assert r.headers["content-type"] == "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    groups = {g["metadata"]["name"] for g in r.json["items"]}
+    assert {"apps", "batch", "coordination.k8s.io", "discovery.k8s.io", "events.k8s.io",
+            "rbac.authorization.k8s.io", "apiextensions.k8s.io"} <= groups
+    r2 = server.call("GET", "/apis", headers={"Accept": r.headers["content-type"], "If-None-Match": r.headers["etag"]})
+    assert r2.status == 304
+    rl = server.call("GET", "/api/v1").json
+    pods = next(x for x in rl["resources"] if x["name"] == "pods")
+    assert pods["shortNames"] == ["po"] and "all" in pods["categories"]
+    assert server.call("GET", "/api/").status == 200      # kr8s-style trailing slash
+    assert server.call("GET", "/healthz").body == b"ok"
+    r = server.call("GET", "/readyz?verbose")
+    assert r.status == 200 and b"[+]etcd ok" in r.body
+
+
+def test_crd_serves_resource_at_once_and_deleting_it_removes_objects(server):
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "widgets.example.com"},
+           "spec": {"group": "example.com", "scope": "Namespaced",
+                    "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"]},
+                    "versions": [{"name": "v1", "served": True, "storage": True,
+                                  "subresources": {"status": {}},
+                                  "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                                      "spec": {"type": "object", "properties": {
+                                          "size": {"type": "integer", "minimum": 1, "default": 3},
+                                          "color": {"type": "string", "enum": ["red", "blue"]}}},
+                                      "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}]}}
+    r = server.call("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+    assert r.status == 201, r
+    assert server.call("POST", "/api/v1/namespaces", {"metadata": {"name": "crdns"}}).status in (201, 409)
+    w = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"color": "red"}}
+    r = server.call("POST", "/apis/example.com/v1/namespaces/crdns/widgets", w)
+    assert r.status == 201, r
+    assert r.json["spec"]["size"] == 3     # schema default
+    bad = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "bad"},
+           "spec": {"color": "green", "size": 0}}
+    r = server.call("POST", "/apis/example.com/v1/namespaces/crdns/widgets", bad)
+    assert r.status == 422 and {c["field"] for c in r.json["details"]["causes"]} == {"spec.color", "spec.size"}
+    r = server.call("DELETE", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com")
+    assert r.status == 200
+    deadline = time.time() + 10
+    while time.time() < deadline and server.call(
+            "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com").status != 404:
+        time.sleep(0.1)
+    assert server.call("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com").status == 404
+    assert server.call("GET", "/apis/example.com/v1/namespaces/crdns/widgets/w").status == 404
+    # recreating the CRD does not bring the old objects back
+    assert server.call("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd).status == 201
+    assert server.call("GET", "/apis/example.com/v1/namespaces/crdns/widgets").json["items"] == []
+    server.call("DELETE", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com")

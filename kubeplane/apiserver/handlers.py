@@ -41,6 +41,10 @@ _SERVER_MANAGED = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGra
                    "generation", "selfLink")
 
 
+# Kinds whose registry sets ReturnDeletedObject upstream: a delete answers the object, not a Status.
+_RETURNS_DELETED = {("", "pods"), ("", "services"), ("", "serviceaccounts"), ("storage.k8s.io", "storageclasses")}
+
+
 def now_rfc3339() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -799,7 +803,7 @@ class RESTHandlers:
                     continue
                 raise
             await self._after_delete(info, obj)
-            if info.plural in ("pods",) and info.group == "":
+            if (info.group, info.plural) in _RETURNS_DELETED:
                 return obj, 200
             details = {"name": name, "group": info.group, "kind": info.plural, "uid": md.get("uid")}
             if not info.group:

@@ -504,9 +504,11 @@ class RESTHandlers:
         ct = codec.media_type(req.headers.get("content-type", ""))
         is_apply = ct == codec.APPLY_PATCH
         if ct == codec.STRATEGIC_PATCH and info.crd is not None:
+            # upstream: negotiation.NewUnsupportedMediaTypeError(the CR handler's patch types)
             raise errors.APIError(415, "UnsupportedMediaType",
-                                  "strategic merge patch is not supported for custom resources; use a merge "
-                                  "or JSON patch")
+                                  "the body of the request was in an unknown format - accepted media types "
+                                  "include: application/json-patch+json, application/merge-patch+json, "
+                                  "application/apply-patch+yaml")
         manager = _manager(req, "Apply" if is_apply else "Update")
         force = _bool_param(req, "force")
         if req.param("force") is not None and not is_apply:

@@ -197,6 +197,22 @@ def _all_paths(v: Any, node: SchemaNode | None, path: Path, out: set[Path]) -> N
             _all_paths(item, items, path + (_item_pe(item, i, kind, keys),), out)
 
 
+def _zero_value(parent: SchemaNode | None, key: str, node: SchemaNode | None,
+                at_root: bool) -> Any:
+    """What a Go object always carries for a field it lacks here: {} for a struct-typed
+    field, null for a required list; _MISSING otherwise. Upstream compares Go objects, in
+    which such fields always exist, so they are never recorded as added or removed
+    themselves (only their contents are). Pointer structs are treated alike (a small
+    deviation: upstream records "." for those when they appear)."""
+    if node is None or not _declared(parent, key, at_root):
+        return _MISSING
+    if node.properties and not _atomic_map(node) and "object" in (node.types or {"object"}):
+        return {}
+    if parent is not None and key in parent.required and "array" in node.types:
+        return None
+    return _MISSING
+
+
 def _index_items(v: list, node: SchemaNode | None) -> dict[str, Any]:
     kind, keys = _list_kind(node)
     out: dict[str, Any] = {}
@@ -219,8 +235,14 @@ def _cmp(old: Any, new: Any, node: SchemaNode | None, path: Path, d: _Diff) -> N
         gn, new = go, ({} if go == "map" else [])
     if go == gn == "map" and (old or new):
         for k in list(old) + [k for k in new if k not in old]:
-            _cmp(old.get(k, _MISSING), new.get(k, _MISSING), _child(node, k, not path),
-                 path + ("f:" + k,), d)
+            child = _child(node, k, not path)
+            lv, rv = old.get(k, _MISSING), new.get(k, _MISSING)
+            if lv is _MISSING or rv is _MISSING:
+                zero = _zero_value(node, k, child, not path)
+                if zero is not _MISSING:
+                    lv = zero if lv is _MISSING else lv
+                    rv = zero if rv is _MISSING else rv
+            _cmp(lv, rv, child, path + ("f:" + k,), d)
     elif go == gn == "list" and (old or new):
         items = node.items() if node is not None else None
         lo, ln = _index_items(old, node), _index_items(new, node)
@@ -453,25 +475,6 @@ def _with_managed_fields(obj: dict, entries: list[_Entry]) -> dict:
     return out
 
 
-def _skeleton(obj: Any, node: SchemaNode | None, at_root: bool = True) -> Any:
-    """What an empty Go object of the type serializes to, as far as `obj` reaches:
-    struct-typed fields as {} and required lists as null. Used as the "old" object of a
-    create, so that (as upstream) those containers are not recorded as added."""
-    out: dict[str, Any] = {}
-    if not isinstance(obj, dict) or node is None:
-        return out
-    required = set(node.required)
-    for k, v in obj.items():
-        child = _child(node, k, at_root)
-        if child is None:
-            continue
-        if isinstance(v, dict) and child.properties and not _atomic_map(child):
-            out[k] = _skeleton(v, child, False)
-        elif isinstance(v, list) and k in required:
-            out[k] = None
-    return out
-
-
 def _meta(obj: Any) -> dict:
     meta = obj.get("metadata") if isinstance(obj, dict) else None
     return meta if isinstance(meta, dict) else {}
@@ -533,7 +536,7 @@ def update_managed_fields(old: dict | None, new: dict, manager: str, operation: 
         except ValueError:
             entries = []
     new_s = _without_managed_fields(new)
-    old_s = _without_managed_fields(old) if isinstance(old, dict) else _skeleton(new_s, schema)
+    old_s = _without_managed_fields(old) if isinstance(old, dict) else {}
     ident = _Entry(manager, operation, api_version, subresource, now, set())
     try:
         entries = _record_update(entries, old_s, new_s, schema, ident, ignored, now)
@@ -605,8 +608,7 @@ def _apply(live: dict | None, applied: dict, manager: str, force: bool,
             entries = []
         if not entries:
             first = _Entry(BEFORE_FIRST_APPLY, "Update", api_version, "", now, set())
-            entries = _record_update([], _skeleton(live_s, schema), live_s, schema, first,
-                                     ignored, now)
+            entries = _record_update([], {}, live_s, schema, first, ignored, now)
     else:
         live_s, entries = {}, []
     before = {e.identity: set(e.fields) for e in entries}
@@ -622,7 +624,7 @@ def _apply(live: dict | None, applied: dict, manager: str, force: bool,
         for e in others:
             owned |= e.fields
         kept = {p[:i] for p in owned for i in range(1, len(p) + 1)}
-        for p in sorted(former.fields - kept, key=len, reverse=True):
+        for p in sorted(former.fields - kept, key=len):
             _remove_path(merged, p, schema, kept)
 
     d = compare(live_s, merged, schema)
@@ -771,6 +773,9 @@ def _remove_path(obj: dict, path: Path, schema: SchemaNode | None, kept: set[Pat
             chain.append((cur, idx, node))
             node = node.items() if node is not None else None
             cur = cur[idx]
+    if len(chain) >= 2 and path[-1].startswith("f:") and isinstance(chain[-2][0], list) \
+            and path[-1][2:] in _list_kind(chain[-2][2])[1] and path[:-1] in kept:
+        return      # a key field of an item someone still owns: the item keeps its identity
     for depth in range(len(chain) - 1, -1, -1):
         container, key, _ = chain[depth]
         if depth < len(chain) - 1:

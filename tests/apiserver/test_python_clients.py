@@ -470,3 +470,242 @@ def test_watch_too_old_resource_version(api, server, ns):
     with pytest.raises(k8s.ApiException) as ei:
         list(w.stream(v1.list_namespaced_config_map, ns, resource_version="1", timeout_seconds=2))
     assert ei.value.status == 410
+
+
+# =========================================================================================
+# kr8s (async API; it sends URLs with trailing slashes)
+# =========================================================================================
+
+async def _kr8s_api(server):
+    kr8s = pytest.importorskip("kr8s")
+    import kr8s.asyncio
+
+    api = await kr8s.asyncio.api(kubeconfig=server.kubeconfig)
+    assert str(api.auth.server).startswith("https://")
+    return kr8s, api
+
+
+async def _collect(agen, want: int, timeout: float = WATCH_TIMEOUT) -> list:
+    out: list = []
+
+    async def run() -> None:
+        async for item in agen:
+            out.append(item)
+            if len(out) >= want:
+                break
+    try:
+        await asyncio.wait_for(run(), timeout)
+    finally:
+        await agen.aclose()    # closes the HTTP stream while the loop still runs
+    return out
+
+
+async def test_kr8s_objects(server, ns):
+    kr8s, api = await _kr8s_api(server)
+    from kr8s.asyncio.objects import ConfigMap, Deployment, Pod
+
+    cm = await ConfigMap({"metadata": {"name": "k1", "namespace": ns, "labels": {"app": "k"}}, "data": {"a": "1"}},
+                         api=api)
+    await cm.create()
+    assert cm.metadata.uid and cm.raw["data"] == {"a": "1"}
+    assert await cm.exists()
+    got = await ConfigMap.get("k1", namespace=ns, api=api)
+    assert got.metadata.uid == cm.metadata.uid
+    await cm.patch({"data": {"b": "2"}})
+    assert cm.raw["data"] == {"a": "1", "b": "2"}
+    await cm.patch([{"op": "replace", "path": "/data/a", "value": "9"}], type="json")
+    assert cm.raw["data"] == {"a": "9", "b": "2"}
+    await cm.label({"extra": "yes"})
+    await cm.refresh()
+    assert cm.labels == {"app": "k", "extra": "yes"}
+
+    await (await ConfigMap({"metadata": {"name": "k2", "namespace": ns, "labels": {"app": "other"}}}, api=api)).create()
+    names = [o.name async for o in api.async_get("configmaps", namespace=ns, label_selector={"app": "k"})]
+    assert names == ["k1"]
+    names = sorted([o.name async for o in api.async_get("configmaps", namespace=ns, label_selector="app")])
+    assert names == ["k1", "k2"]
+    names = [o.name async for o in api.async_get("configmaps", namespace=ns, field_selector="metadata.name=k2")]
+    assert names == ["k2"]
+    with pytest.raises(kr8s.NotFoundError):
+        await ConfigMap.get("nope", namespace=ns, api=api)
+
+    # a duplicate create: kr8s raises ServerError carrying the 409 Status
+    with pytest.raises(kr8s.ServerError) as ei:
+        await (await ConfigMap({"metadata": {"name": "k1", "namespace": ns}}, api=api)).create()
+    assert ei.value.response.status_code == 409 and ei.value.status["reason"] == "AlreadyExists"
+
+    # scale through the scale subresource
+    dep = await Deployment({"metadata": {"name": "kd", "namespace": ns}, **{"spec": _deployment("kd", 1)["spec"]}},
+                           api=api)
+    await dep.create()
+    await dep.scale(4)
+    await dep.refresh()
+    assert dep.replicas == 4
+
+    # pods: create, status patch through the subresource, delete with grace period 0
+    pod = await Pod({"metadata": {"name": "kp", "namespace": ns},
+                     "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}}, api=api)
+    await pod.create()
+    assert pod.raw["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+    await pod.patch({"status": {"phase": "Running"}}, subresource="status")
+    await pod.refresh()
+    assert pod.status.phase == "Running"
+    await pod.delete(grace_period=0)
+    assert not await pod.exists()
+
+    await cm.delete()
+    assert not await cm.exists()
+
+
+async def test_kr8s_watch(server, ns):
+    kr8s, api = await _kr8s_api(server)
+    from kr8s.asyncio.objects import ConfigMap
+
+    first = await ConfigMap({"metadata": {"name": "kw0", "namespace": ns}}, api=api)
+    await first.create()
+    since = first.metadata.resourceVersion
+
+    async def writes() -> None:
+        await asyncio.sleep(0.2)
+        c = await ConfigMap({"metadata": {"name": "kw1", "namespace": ns, "labels": {"w": "y"}}}, api=api)
+        await c.create()
+        await c.patch({"data": {"x": "1"}})
+        await c.delete()
+
+    task = asyncio.ensure_future(writes())
+    events = await _collect(api.async_watch("configmaps", namespace=ns, label_selector={"w": "y"}, since=since), 3)
+    await task
+    assert [(t, o.name) for t, o in events] == [("ADDED", "kw1"), ("MODIFIED", "kw1"), ("DELETED", "kw1")]
+    assert events[1][1].raw["data"] == {"x": "1"}
+    assert all(isinstance(o, ConfigMap) for _, o in events)
+
+
+# =========================================================================================
+# lightkube (sync and async; server-side apply with field managers)
+# =========================================================================================
+
+@pytest.fixture(scope="module")
+def lk(server):
+    lightkube = pytest.importorskip("lightkube")
+    from lightkube import KubeConfig
+
+    c = lightkube.Client(config=KubeConfig.from_file(server.kubeconfig), field_manager="lk-test")
+    yield c
+    c.close() if hasattr(c, "close") else None
+
+
+def test_lightkube_sync(lk, ns):
+    from lightkube import ApiError
+    from lightkube.models.meta_v1 import ObjectMeta
+    from lightkube.resources.apps_v1 import Deployment
+    from lightkube.resources.core_v1 import ConfigMap
+
+    cm = lk.create(ConfigMap(metadata=ObjectMeta(name="l1", namespace=ns, labels={"app": "l"}), data={"a": "1"}))
+    assert cm.metadata.uid and cm.data == {"a": "1"}
+    mf = cm.metadata.managedFields
+    assert [(m.manager, m.operation) for m in mf] == [("lk-test", "Update")]
+    assert lk.get(ConfigMap, "l1", namespace=ns).metadata.uid == cm.metadata.uid
+    lk.create(ConfigMap(metadata=ObjectMeta(name="l2", namespace=ns)))
+    assert [c.metadata.name for c in lk.list(ConfigMap, namespace=ns, labels={"app": "l"})] == ["l1"]
+    assert sorted(c.metadata.name for c in lk.list(ConfigMap, namespace=ns)) == ["l1", "l2"]
+    assert [c.metadata.name for c in lk.list(ConfigMap, namespace=ns, fields={"metadata.name": "l2"})] == ["l2"]
+    # chunked list: limit + continue
+    assert sorted(c.metadata.name for c in lk.list(ConfigMap, namespace=ns, chunk_size=1)) == ["l1", "l2"]
+
+    with pytest.raises(ApiError) as ei:
+        lk.get(ConfigMap, "nope", namespace=ns)
+    assert ei.value.status.code == 404 and ei.value.status.reason == "NotFound"
+    with pytest.raises(ApiError) as ei:
+        lk.create(ConfigMap(metadata=ObjectMeta(name="l1", namespace=ns)))
+    assert ei.value.status.code == 409 and ei.value.status.reason == "AlreadyExists"
+
+    p = lk.patch(ConfigMap, "l1", {"data": {"b": "2"}}, namespace=ns)
+    assert p.data == {"a": "1", "b": "2"}
+
+    dep = lk.create(Deployment.from_dict({"apiVersion": "apps/v1", "kind": "Deployment",
+                                          "metadata": {"name": "ld", "namespace": ns}, **{"spec": _deployment(
+                                              "ld", 2)["spec"]}}))
+    sc = lk.get(Deployment.Scale, "ld", namespace=ns)
+    assert sc.spec.replicas == 2 and sc.status.selector == "app=ld"
+    assert dep.spec.replicas == 2
+
+    # watch from the list's resourceVersion
+    rv = lk.get(ConfigMap, "l1", namespace=ns).metadata.resourceVersion   # the last configmap write
+    lk.delete(ConfigMap, "l2", namespace=ns)
+    seen = []
+    for typ, obj in lk.watch(ConfigMap, namespace=ns, resource_version=rv, server_timeout=WATCH_TIMEOUT):
+        seen.append((typ, obj.metadata.name))
+        break
+    assert seen == [("DELETED", "l2")]
+
+
+def test_lightkube_server_side_apply(lk, ns):
+    from lightkube import ApiError
+    from lightkube.models.meta_v1 import ObjectMeta
+    from lightkube.resources.core_v1 import ConfigMap
+
+    def cm(**data: str) -> ConfigMap:
+        return ConfigMap(apiVersion="v1", kind="ConfigMap", metadata=ObjectMeta(name="ssa", namespace=ns), data=data)
+
+    a = lk.apply(cm(owner="a", shared="a"), field_manager="mgr-a")
+    assert a.data == {"owner": "a", "shared": "a"}
+    assert [(m.manager, m.operation) for m in a.metadata.managedFields] == [("mgr-a", "Apply")]
+    assert a.metadata.managedFields[0].fieldsV1 == {"f:data": {"f:owner": {}, "f:shared": {}}}
+
+    # a second manager setting a field owned by the first with another value: 409 Conflict
+    with pytest.raises(ApiError) as ei:
+        lk.apply(cm(shared="b", mine="b"), field_manager="mgr-b")
+    st = ei.value.status
+    assert st.code == 409 and st.reason == "Conflict"
+    assert st.message == 'Apply failed with 1 conflict: conflict with "mgr-a": .data.shared'
+    assert [(c.reason, c.field) for c in st.details.causes] == [("FieldManagerConflict", ".data.shared")]
+    assert lk.get(ConfigMap, "ssa", namespace=ns).data == {"owner": "a", "shared": "a"}
+
+    # force=True takes the field over
+    b = lk.apply(cm(shared="b", mine="b"), field_manager="mgr-b", force=True)
+    assert b.data == {"owner": "a", "shared": "b", "mine": "b"}
+    owners = {m.manager: m.fieldsV1 for m in b.metadata.managedFields}
+    assert owners == {"mgr-a": {"f:data": {"f:owner": {}}}, "mgr-b": {"f:data": {"f:mine": {}, "f:shared": {}}}}
+
+    # same value from two managers is shared ownership, not a conflict
+    c = lk.apply(cm(owner="a"), field_manager="mgr-c")
+    assert c.data["owner"] == "a"
+    # a manager dropping a field it alone owns removes it
+    d = lk.apply(cm(shared="b"), field_manager="mgr-b")
+    assert d.data == {"owner": "a", "shared": "b"}
+
+    # apply without a field manager: lightkube sends the client default (field_manager="lk-test")
+    e = lk.apply(cm(other="x"))
+    assert "other" in e.data
+
+
+async def test_lightkube_async(server, ns):
+    lightkube = pytest.importorskip("lightkube")
+    from lightkube import ApiError, KubeConfig
+    from lightkube.models.meta_v1 import ObjectMeta
+    from lightkube.resources.core_v1 import ConfigMap
+
+    c = lightkube.AsyncClient(config=KubeConfig.from_file(server.kubeconfig))
+    try:
+        rv = (await c.create(ConfigMap(metadata=ObjectMeta(name="a0", namespace=ns)))).metadata.resourceVersion
+
+        async def writes() -> None:
+            await asyncio.sleep(0.2)
+            await c.create(ConfigMap(metadata=ObjectMeta(name="a1", namespace=ns, labels={"k": "v"})))
+            await c.apply(ConfigMap(apiVersion="v1", kind="ConfigMap", metadata=ObjectMeta(
+                name="a1", namespace=ns, labels={"k": "v"}), data={"x": "1"}), field_manager="am")
+            await c.delete(ConfigMap, "a1", namespace=ns)
+
+        task = asyncio.ensure_future(writes())
+        events = await _collect(c.watch(ConfigMap, namespace=ns, labels={"k": "v"}, resource_version=rv,
+                                        server_timeout=WATCH_TIMEOUT), 3)
+        await task
+        assert [(t, o.metadata.name) for t, o in events] == [("ADDED", "a1"), ("MODIFIED", "a1"), ("DELETED", "a1")]
+        assert events[1][1].data == {"x": "1"}
+        got = [o.metadata.name async for o in c.list(ConfigMap, namespace=ns)]
+        assert got == ["a0"]
+        with pytest.raises(ApiError) as ei:
+            await c.get(ConfigMap, "a1", namespace=ns)
+        assert ei.value.status.code == 404
+    finally:
+        await c.close()

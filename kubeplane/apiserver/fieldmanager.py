@@ -465,8 +465,10 @@ def _without_managed_fields(obj: dict) -> dict:
 def _with_managed_fields(obj: dict, entries: list[_Entry]) -> dict:
     out = deep_copy(obj)
     meta = out.get("metadata")
-    if not isinstance(meta, dict):
+    if meta is None:
         meta = out["metadata"] = {}
+    elif not isinstance(meta, dict):
+        return out      # malformed metadata: left for validation to report
     encoded = encode_managed_fields(entries)
     if encoded:
         meta["managedFields"] = encoded

@@ -188,7 +188,8 @@ def strategic_merge_patch(obj: dict, patch: dict, schema: SchemaNode | None) -> 
       with `$patch: delete` remove every item with that key, an item `{"$patch": "replace"}`
       makes the list exactly the other patch items), lists of scalars as an ordered union;
       other lists are replaced whole;
-    - `$deleteFromPrimitiveList/<field>: [...]` removes those scalars from a merging list;
+    - `$deleteFromPrimitiveList/<field>: [...]` removes those scalars from the list (a
+      field the object lacks is left alone; upstream would store the list itself);
     - `$setElementOrder/<field>: [...]` orders the merged list (patch items in that order,
       server-only items kept in their relative place);
     - `$retainKeys: [...]` drops keys of the object not listed (every non-null patch key

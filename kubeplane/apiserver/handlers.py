@@ -325,7 +325,7 @@ class RESTHandlers:
 
         findings = validate.check(obj, info.def_name)
         if findings.type_errors:
-            raise validate.decode_error(info.kind, info.version, findings)
+            raise validate.decode_error(info.kind, info.version, findings.type_errors[0])
         if findings.unknown:
             if mode == "Strict":
                 raise validate.strict_error(findings)
@@ -439,13 +439,20 @@ class RESTHandlers:
 
             md.pop("managedFields", None)
             obj = update_managed_fields(None, obj, manager, "Update", "", info.group_version, now_rfc3339(),
-                                        reset_fields=self._reset_fields(info, None))
+                                        schema=self._schema_node(info),
+                                        reset_fields=self._reset_fields(info, None, obj, obj))
         return obj
 
-    def _reset_fields(self, info: ResourceInfo, subresource: str | None) -> list[str]:
+    def _reset_fields(self, info: ResourceInfo, subresource: str | None, old: dict[str, Any] | None = None,
+                      new: dict[str, Any] | None = None) -> list[str]:
+        """Top-level fields a write may not change (and whose ownership is not tracked):
+        status on the main resource, everything but status on /status."""
         if "status" not in info.subresources:
             return []
-        return ["status"] if subresource != "status" else ["*"]
+        if subresource != "status":
+            return ["status"]
+        keys = set(old or {}) | set(new or {})
+        return sorted(k for k in keys if k not in ("status", "apiVersion", "kind"))
 
     async def store_create(self, info: ResourceInfo, obj: dict[str, Any], dry: bool) -> dict[str, Any]:
         md = obj["metadata"]
@@ -583,7 +590,8 @@ class RESTHandlers:
                 if sub is not None:
                     raise errors.not_found(info.group, info.plural, route.name or "")
                 new = fieldmanager.apply(None, copy.deepcopy(applied), manager, force, schema_node,
-                                         info.group_version, now_rfc3339())
+                                         info.group_version, now_rfc3339(),
+                                         ignore_fields=self._reset_fields(info, None, None, applied))
                 mf = new["metadata"].get("managedFields")
                 new = await self.prepare_create(info, route.namespace, new, manager, operation="Apply")
                 if mf is not None:
@@ -591,7 +599,9 @@ class RESTHandlers:
                 return await self.store_create(info, new, dry), 201
             current = decode(kv)
             new = fieldmanager.apply(copy.deepcopy(current), copy.deepcopy(applied), manager, force, schema_node,
-                                     info.group_version, now_rfc3339())
+                                     info.group_version, now_rfc3339(),
+                                     ignore_fields=self._reset_fields(info, sub, current, applied),
+                                     subresource=sub or "")
             try:
                 return await self._finish_update(info, route, current, kv.mod_revision, new, dry,
                                                  manage=None), 200
@@ -691,7 +701,8 @@ class RESTHandlers:
             if "managedFields" not in new_md and "managedFields" in cmd:
                 new_md["managedFields"] = cmd["managedFields"]
             new = update_managed_fields(current, new, manage[0], manage[1], sub or "", info.group_version,
-                                        now_rfc3339(), reset_fields=self._reset_fields(info, sub))
+                                        now_rfc3339(), schema=self._schema_node(info),
+                                        reset_fields=self._reset_fields(info, sub, current, new))
         md = new["metadata"]
         md["resourceVersion"] = str(rev)
         if _same(current, new):

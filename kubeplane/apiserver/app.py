@@ -207,6 +207,15 @@ class App:
 
         if parts == ["v2"]:
             body, tag = self._cached(("openapi", "v2"), lambda: openapi.openapi_v2(self.registry.resources()))
+            from .schema import openapi_pb
+
+            if openapi_pb.wants_protobuf(req.headers.get("accept", "")):
+                # kubectl <= 1.28 reads only gnostic's protobuf form of this document
+                pb, pb_tag = self._cached(("openapi", "v2", "pb"),
+                                          lambda: openapi_pb.encode_document(orjson.loads(body)))
+                resp = self._etagged(req, pb, pb_tag)
+                resp.headers = [(k, openapi_pb.CONTENT_TYPE if k == "Content-Type" else v) for k, v in resp.headers]
+                return resp
             return self._etagged(req, body, tag)
         if parts and parts[0] == "v3":
             if len(parts) == 1:

@@ -224,8 +224,13 @@ class RESTHandlers:
         while True:
             want = (limit - len(items)) if limit else 0
             batch = max(want, 100) if (limit and filtering) else want
-            kvs, read_rev2, more, rest = await self.objects.list(info, route.namespace, revision=read_rev,
-                                                                 limit=batch, start=start)
+            try:
+                kvs, read_rev2, more, rest = await self.objects.list(info, route.namespace, revision=read_rev,
+                                                                     limit=batch, start=start)
+            except APIError as e:
+                if e.reason == "Expired" and cont:
+                    raise _continue_expired(start or prefix, prefix) from None
+                raise
             read_rev = read_rev or read_rev2
             last_key = None
             for kv in kvs:
@@ -1139,6 +1144,20 @@ def _encode_continue(rev: int, last_key: bytes, prefix: bytes) -> str:
     start = last_key[len(prefix):].decode() + "\x00"
     raw = orjson.dumps({"v": "meta.k8s.io/v1", "rv": rev, "start": start})
     return base64.urlsafe_b64encode(raw).decode().rstrip("=") if False else base64.urlsafe_b64encode(raw).decode()
+
+
+def _continue_expired(start: bytes, prefix: bytes) -> APIError:
+    """410 Expired for a continue token whose revision was compacted, with a fresh token
+    (rv -1: "continue from the latest revision", an inconsistent but complete remainder)."""
+    import base64
+
+    raw = orjson.dumps({"v": "meta.k8s.io/v1", "rv": -1, "start": start[len(prefix):].decode()})
+    return errors.expired(
+        "The provided continue parameter is too old to display a consistent list result. You can start a new "
+        "list without the continue parameter, or use the continue token in this response to retrieve the "
+        "remainder of the results. Continuing with the provided token results in an inconsistent list - objects "
+        "that were created, modified, or deleted between the time the first chunk was returned and now may show "
+        "up in the list.", base64.urlsafe_b64encode(raw).decode())
 
 
 def _decode_continue(token: str, prefix: bytes) -> tuple[int, bytes]:

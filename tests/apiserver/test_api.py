@@ -537,3 +537,73 @@ def test_crd_serves_resource_at_once_and_deleting_it_removes_objects(server):
     assert server.call("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd).status == 201
     assert server.call("GET", "/apis/example.com/v1/namespaces/crdns/widgets").json["items"] == []
     server.call("DELETE", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com")
+
+
+# --- fuzz: random damage never yields a 500 ---------------------------------------------------
+
+_DEPLOY = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "fz", "labels": {"a": "b"}},
+           "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "fz"}},
+                    "template": {"metadata": {"labels": {"app": "fz"}},
+                                 "spec": {"containers": [{"name": "c", "image": "nginx",
+                                                          "ports": [{"containerPort": 80}],
+                                                          "env": [{"name": "A", "value": "1"}]}]}}}}
+_SVC = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "fz"},
+        "spec": {"selector": {"app": "fz"}, "ports": [{"port": 80, "targetPort": 8080}]}}
+_JUNK = [None, 0, -1, 1.5, True, "", "x" * 300, [], [1, "a"], {}, {"k": [None]}, 2**70]
+
+
+def _damage(rng, obj):
+    """Replace one random node of a JSON value with junk."""
+    import copy
+
+    obj = copy.deepcopy(obj)
+    paths = []
+
+    def walk(v, path):
+        paths.append(path)
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(x, path + [k])
+        elif isinstance(v, list):
+            for i, x in enumerate(v):
+                walk(x, path + [i])
+
+    walk(obj, [])
+    path = rng.choice(paths[1:])
+    cur = obj
+    for p in path[:-1]:
+        cur = cur[p]
+    cur[path[-1]] = rng.choice(_JUNK)
+    return obj
+
+
+def test_random_damage_is_never_a_500(server, ns):
+    import random
+
+    rng = random.Random(int(__import__("os").environ.get("KP_FUZZ_SEED", "1234")))
+    bases = [(f"/apis/apps/v1/namespaces/{ns}/deployments", _DEPLOY),
+             (f"/api/v1/namespaces/{ns}/services", _SVC), (f"/api/v1/namespaces/{ns}/pods", POD)]
+    statuses = set()
+    for i in range(int(__import__("os").environ.get("KP_FUZZ_N", "150"))):
+        coll, base = bases[i % len(bases)]
+        bad = _damage(rng, base)
+        if isinstance(bad.get("metadata"), dict) and isinstance(bad["metadata"].get("name"), str):
+            bad["metadata"]["name"] = f"fz{i}"
+        r = server.call("POST", coll, raw=json.dumps(bad).encode())
+        statuses.add(r.status)
+        assert r.status < 500, (bad, r)
+        if r.status != 201:
+            assert r.json["kind"] == "Status"
+        # the same damage as a merge patch and as an update of a good object
+        good = json.loads(json.dumps(base))
+        good["metadata"]["name"] = f"ok{i}"
+        assert server.call("POST", coll, good).status == 201
+        before = server.call("GET", f"{coll}/ok{i}").json
+        damage = json.dumps({k: v for k, v in bad.items() if k != "metadata"}).encode()
+        p = server.call("PATCH", f"{coll}/ok{i}", raw=damage, content_type="application/merge-patch+json")
+        assert p.status < 500, (bad, p)
+        p2 = server.call("PATCH", f"{coll}/ok{i}", raw=damage, content_type="application/strategic-merge-patch+json")
+        assert p2.status < 500, (bad, p2)
+        if p.status >= 400 and p2.status >= 400:
+            assert server.call("GET", f"{coll}/ok{i}").json == before   # nothing half-applied
+    assert statuses & {400, 422} and 201 in statuses

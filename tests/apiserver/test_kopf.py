@@ -86,9 +86,8 @@ class Operator:
     def __init__(self, kubeconfig: str, namespace: str, log: Path):
         self.log = log
         env = {**os.environ, "KUBECONFIG": kubeconfig, "PYTHONUNBUFFERED": "1"}
-        kopf_bin = str(Path(sys.executable).parent / "kopf")
         self.proc = subprocess.Popen(
-            [kopf_bin, "run", "--standalone", "--namespace", namespace, "--verbose", str(HERE / "kopf_operator.py")],
+            [sys.executable, "-m", "kopf", "run", "--standalone", "--namespace", namespace, "--verbose", str(HERE / "kopf_operator.py")],
             stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env, cwd=str(HERE))
 
     def text(self) -> str:

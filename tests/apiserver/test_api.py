@@ -607,3 +607,45 @@ def test_random_damage_is_never_a_500(server, ns):
         if p.status >= 400 and p2.status >= 400:
             assert server.call("GET", f"{coll}/ok{i}").json == before   # nothing half-applied
     assert statuses & {400, 422} and 201 in statuses
+
+
+def test_crd_status_scale_printer_columns_selectable_fields(server):
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "gadgets.example.org"},
+           "spec": {"group": "example.org", "scope": "Namespaced",
+                    "names": {"plural": "gadgets", "kind": "Gadget", "categories": ["all"]},
+                    "versions": [{"name": "v1", "served": True, "storage": True,
+                                  "subresources": {"status": {}, "scale": {
+                                      "specReplicasPath": ".spec.count", "statusReplicasPath": ".status.count",
+                                      "labelSelectorPath": ".status.selector"}},
+                                  "additionalPrinterColumns": [
+                                      {"name": "Color", "type": "string", "jsonPath": ".spec.color"},
+                                      {"name": "Count", "type": "integer", "jsonPath": ".spec.count"}],
+                                  "selectableFields": [{"jsonPath": ".spec.color"}],
+                                  "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                                      "spec": {"type": "object", "properties": {
+                                          "color": {"type": "string"}, "count": {"type": "integer"}}},
+                                      "status": {"type": "object", "properties": {
+                                          "count": {"type": "integer"}, "selector": {"type": "string"}}}}}}}]}}
+    assert server.call("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd).status == 201
+    base = "/apis/example.org/v1/namespaces/default/gadgets"
+    for name, color in [("g1", "red"), ("g2", "blue")]:
+        r = server.call("POST", base, {"apiVersion": "example.org/v1", "kind": "Gadget", "metadata": {"name": name},
+                                       "spec": {"color": color, "count": 1}, "status": {"count": 9}})
+        assert r.status == 201 and "status" not in r.json    # status is reset on create
+    r = server.call("PUT", f"{base}/g1/status", {**server.call("GET", f"{base}/g1").json,
+                                                 "status": {"count": 4, "selector": "app=g1"}})
+    assert r.status == 200 and r.json["status"] == {"count": 4, "selector": "app=g1"}
+    sc = server.call("GET", f"{base}/g1/scale").json
+    assert sc["spec"]["replicas"] == 1 and sc["status"] == {"replicas": 4, "selector": "app=g1"}
+    sc["spec"]["replicas"] = 6
+    assert server.call("PUT", f"{base}/g1/scale", sc).status == 200
+    assert server.call("GET", f"{base}/g1").json["spec"]["count"] == 6
+    t = server.call("GET", base, headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}).json
+    # upstream adds Age only when a CRD has no printer columns of its own
+    assert [c["name"] for c in t["columnDefinitions"]] == ["Name", "Color", "Count"]
+    assert [r["cells"][:3] for r in t["rows"]] == [["g1", "red", 6], ["g2", "blue", 1]]
+    r = server.call("GET", f"{base}?fieldSelector=spec.color%3Dblue")
+    assert r.status == 200 and [o["metadata"]["name"] for o in r.json["items"]] == ["g2"]
+    assert server.call("GET", f"{base}?fieldSelector=spec.count%3D1").status == 400
+    server.call("DELETE", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.example.org")

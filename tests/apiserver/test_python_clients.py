@@ -401,6 +401,18 @@ def test_dynamic_client(api, ns, widgets):
     with pytest.raises(NotFoundError):
         cms.get(namespace=ns, name="d1")
 
+    # server-side apply through the dynamic client, then through the typed client's apply-patch
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa", "namespace": ns}, "data": {"a": "1"}}
+    r = cms.server_side_apply(body=body, namespace=ns, field_manager="dyn")
+    assert dict(r.data) == {"a": "1"}
+    assert [(m.manager, m.operation) for m in r.metadata.managedFields] == [("dyn", "Apply")]
+    r2 = k8s.CoreV1Api(api).patch_namespaced_config_map(
+        "ssa", ns, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"b": "2"}},
+        field_manager="typed", _content_type="application/apply-patch+yaml")
+    assert r2.data == {"a": "1", "b": "2"}    # "a" stays: "dyn" still owns it
+    with pytest.raises(ConflictError):
+        cms.server_side_apply(body={**body, "data": {"b": "3"}}, namespace=ns, field_manager="dyn")
+
 
 def test_watch_stream_resume_and_selectors(api, ns):
     v1 = k8s.CoreV1Api(api)
@@ -453,11 +465,17 @@ def test_watch_stream_resume_and_selectors(api, ns):
     assert [(e, o["metadata"]["name"], o["metadata"]["labels"]["tier"]) for e, o in got4] == [
         ("DELETED", "w3", "c"), ("ADDED", "w3", "a")]
 
-    # a server-side timeout ends the stream cleanly
-    w5 = k8s_watch.Watch()
+    # allowWatchBookmarks: a BOOKMARK (resourceVersion only) before the server-side timeout;
+    # (kubernetes.watch.Watch resumes from a bookmark's resourceVersion)
     t0 = time.monotonic()
-    ev = list(w5.stream(v1.list_namespaced_config_map, ns, label_selector="tier=none", timeout_seconds=1))
-    assert ev == [] and time.monotonic() - t0 < 5
+    r = v1.list_namespaced_config_map(ns, allow_watch_bookmarks=True, watch=True, timeout_seconds=1,
+                                      resource_version=rv_mod, label_selector="tier=none", _preload_content=False)
+    lines = [json.loads(x) for x in r.data.splitlines() if x.strip()]
+    assert [x["type"] for x in lines] == ["BOOKMARK"]
+    bm = lines[0]["object"]
+    assert bm["kind"] == "ConfigMap" and bm["apiVersion"] == "v1" and list(bm["metadata"]) == ["resourceVersion"]
+    assert int(bm["metadata"]["resourceVersion"]) >= int(rv_mod)
+    assert time.monotonic() - t0 < 5    # the server-side timeout ended the stream
 
 
 # =========================================================================================

@@ -305,7 +305,7 @@ class RESTHandlers:
         return obj
 
     def _schema_check(self, info: ResourceInfo, obj: dict[str, Any], mode: str,
-                      warnings: list[str]) -> None:
+                      warnings: list[str], defaults: bool = True) -> None:
         """Types (400 for built-ins, 422 for custom resources) and unknown fields by
         fieldValidation: Strict -> 400, Warn -> Warning headers, Ignore -> dropped."""
         if info.crd is not None:
@@ -322,7 +322,8 @@ class RESTHandlers:
             if pruned is not obj:
                 obj.clear()
                 obj.update(pruned)
-            schema.apply_defaults(obj)
+            if defaults:
+                schema.apply_defaults(obj)
             return
         if info.def_name is None:
             return
@@ -551,7 +552,9 @@ class RESTHandlers:
                     raise errors.bad_request("the namespace of the provided object does not match the namespace "
                                              "sent on the request")
                 amd["namespace"] = route.namespace
-            self._schema_check(info, applied, mode, warnings)
+            # an apply configuration is not defaulted: the applier owns only what it sent
+            # (upstream defaults the merged result, after the field manager)
+            self._schema_check(info, applied, mode, warnings, defaults=False)
 
         def mutate(current: dict[str, Any]) -> dict[str, Any]:
             if ct == codec.JSON_PATCH:
@@ -597,6 +600,7 @@ class RESTHandlers:
                 new = fieldmanager.apply(None, copy.deepcopy(applied), manager, force, schema_node,
                                          info.group_version, now_rfc3339(),
                                          ignore_fields=self._reset_fields(info, None, None, applied))
+                self._read_defaults(info, new)
                 mf = new["metadata"].get("managedFields")
                 new = await self.prepare_create(info, route.namespace, new, manager, operation="Apply")
                 if mf is not None:
@@ -607,6 +611,7 @@ class RESTHandlers:
                                      info.group_version, now_rfc3339(),
                                      ignore_fields=self._reset_fields(info, sub, current, applied),
                                      subresource=sub or "")
+            self._read_defaults(info, new)
             try:
                 return await self._finish_update(info, route, current, kv.mod_revision, new, dry,
                                                  manage=None), 200

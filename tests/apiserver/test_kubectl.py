@@ -213,6 +213,7 @@ def create_multi_document(kc: Kubectl):
         "configmap/settings created",
         "configmap/flags created",
         "configmap/limits created",
+        "pod/solo created",
         "secret/creds created",
         f"widget.{kc.group}/w1 created",
     ]
@@ -299,7 +300,10 @@ def get_tables_and_wide(kc: Kubectl):
     assert list(crd) == [f"widgets.{kc.group}"]
     assert list(crd[f"widgets.{kc.group}"]) == ["NAME", "CREATED AT"]
 
-    assert "No resources found in" in kc.run("get", "pods", "-n", kc.ns).stderr
+    pod = _table(kc("get", "pods", "-n", kc.ns, "-o", "wide"))
+    assert pod[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED NODE", "READINESS GATES"]
+    assert pod[1][:4] == ["solo", "0/1", "Pending", "0"] and pod[1][5:] == ["<none>"] * 4
+    assert "No resources found in" in kc.run("get", "replicasets", "-n", kc.ns).stderr
     nf = kc.run("get", "cm", "nope", "-n", kc.ns)
     assert nf.returncode == 1 and 'Error from server (NotFound): configmaps "nope" not found' in nf.stderr
 
@@ -566,6 +570,17 @@ def describe(kc: Kubectl):
     assert sorted(re.findall(r"^(\w+):\n----\n(\w+)$", data, re.M)) == [("level", "3"), ("mode", "fast")]
     sec = kc("describe", "secret", "creds", "-n", kc.ns)
     assert re.search(r"^Type:\s+Opaque$", sec, re.M) and re.search(r"^user:\s+5 bytes$", sec, re.M)
+    pod = kc("describe", "pod", "solo", "-n", kc.ns)
+    fields = dict(re.findall(r"^([A-Za-z -]+):\s+(.*)$", pod, re.M))
+    assert (fields["Name"], fields["Namespace"], fields["Status"], fields["Labels"]) == ("solo", kc.ns, "Pending",
+                                                                                        "app=solo")
+    assert (fields["Service Account"], fields["QoS Class"], fields["Node"]) == ("default", "BestEffort", "<none>")
+    assert re.search(r"Containers:\n  main:\n    Image:\s+busybox:1.36\n", pod)
+    assert re.search(r"Command:\n\s+sleep\n\s+3600\n", pod) and re.search(r"Environment:\n\s+MODE:\s+fast\n", pod)
+    # the DefaultTolerationSeconds admission defaults
+    assert re.search(r"Tolerations:\s+node.kubernetes.io/not-ready:NoExecute op=Exists for 300s\n"
+                     r"\s+node.kubernetes.io/unreachable:NoExecute op=Exists for 300s\n", pod)
+    assert re.search(r"^Events:\s+<none>$", pod, re.M)
     ns = kc("describe", "namespace", kc.ns)
     assert re.search(r"^Status:\s+Active$", ns, re.M)
     w = kc("describe", kc.widget, "w1", "-n", kc.ns)

@@ -661,11 +661,94 @@ def delete_wait(kc: Kubectl):
 
 # --- one test item per (step, version) ----------------------------------------------------------
 
-@pytest.mark.parametrize("version", VERSIONS, ids=lambda v: f"kubectl-{v}")
+@pytest.mark.parametrize("version", [
+    pytest.param(v, id=f"kubectl-{v}", marks=pytest.mark.skipif(_binary(v) is None, reason=f"kubectl {v} not installed"))
+    for v in VERSIONS])
 @pytest.mark.parametrize("step", [fn.__name__ for fn in CHECKS])
 def test_kubectl(sessions, step: str, version: str):
-    if _binary(version) is None:
-        pytest.skip(f"kubectl {version} not installed")
     err = sessions[version][step]
     if err is not None:
         raise err
+
+
+# --- the OpenAPI v2 protobuf kubectl <= 1.28 reads (checked without kubectl too) ---------------
+
+def _fields(buf: bytes) -> list[tuple[int, object]]:
+    """Decode one protobuf message level: (field number, int | bytes) pairs."""
+    out, i = [], 0
+
+    def varint() -> int:
+        nonlocal i
+        n = shift = 0
+        while True:
+            b = buf[i]
+            i += 1
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                return n
+
+    while i < len(buf):
+        key = varint()
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            out.append((num, varint()))
+        elif wt == 1:
+            out.append((num, buf[i:i + 8]))
+            i += 8
+        elif wt == 2:
+            n = varint()
+            out.append((num, buf[i:i + n]))
+            i += n
+        else:
+            raise AssertionError(f"wire type {wt}")
+    return out
+
+
+def _one(msg: bytes, num: int) -> bytes:
+    vals = [v for n, v in _fields(msg) if n == num]
+    assert len(vals) == 1, (num, vals)
+    return vals[0]
+
+
+def _named(msg: bytes, num: int) -> dict[str, bytes]:
+    """Repeated Named* entries (name = 1, value = 2) under field `num`."""
+    return {_one(v, 1).decode(): _one(v, 2) for n, v in _fields(msg) if n == num}
+
+
+def test_openapi_v2_protobuf(server: ServerProc):
+    accept = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+    r = server.call("GET", "/openapi/v2", headers={"Accept": accept})
+    assert r.status == 200 and r.headers["content-type"] == "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+    assert server.call("GET", "/openapi/v2", headers={"Accept": accept, "If-None-Match": r.headers["etag"]}).status \
+        == 304
+    doc = r.body
+    assert _one(doc, 1) == b"2.0"                                            # swagger
+    assert _one(_one(doc, 2), 1) == b"Kubernetes"                           # info.title
+    definitions = _named(_one(doc, 9), 1)
+    dep = definitions["io.k8s.api.apps.v1.Deployment"]
+    gvk = _named(dep, 31)["x-kubernetes-group-version-kind"]                  # vendor extension (Any)
+    assert yaml.safe_load(_one(gvk, 2)) == [{"group": "apps", "kind": "Deployment", "version": "v1"}]
+    props = _named(_one(dep, 25), 1)                                         # properties
+    assert set(props) == {"apiVersion", "kind", "metadata", "spec", "status"}
+    assert _one(props["spec"], 1) == b"#/definitions/io.k8s.api.apps.v1.DeploymentSpec"       # $ref
+    replicas = _named(_one(definitions["io.k8s.api.apps.v1.DeploymentSpec"], 25), 1)["replicas"]
+    assert _one(replicas, 2) == b"int32" and _one(_one(replicas, 22), 1) == b"integer"  # format, type
+    containers = _named(_one(definitions["io.k8s.api.core.v1.PodSpec"], 25), 1)["containers"]
+    ext = {k: yaml.safe_load(_one(v, 2)) for k, v in _named(containers, 31).items()}
+    assert ext["x-kubernetes-patch-merge-key"] == "name" and ext["x-kubernetes-patch-strategy"] == "merge"
+    # the PATCH operation of a deployment, with its GVK and the fieldValidation query parameter
+    paths = _named(_one(doc, 8), 2)
+    patch = _one(paths["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"], 8)
+    op_gvk = yaml.safe_load(_one(_named(patch, 13)["x-kubernetes-group-version-kind"], 2))
+    assert op_gvk == {"group": "apps", "kind": "Deployment", "version": "v1"}
+    names = set()
+    for num, item in _fields(patch):
+        if num == 8:                                                         # parameters
+            param = _one(item, 1)                                            # ParametersItem.parameter
+            for kind, sub in _fields(param):
+                if kind == 2:                                                # non-body: query = 3
+                    names.add(_one(_one(sub, 3), 4).decode())
+    assert {"dryRun", "fieldManager", "fieldValidation", "force"} <= names
+    # JSON stays the default
+    assert server.call("GET", "/openapi/v2").json["swagger"] == "2.0"

@@ -196,6 +196,14 @@ def api_resources(kc: Kubectl):
     assert by_name[("namespaces", "v1")] == ["namespaces", "ns", "v1", "false", "Namespace"]
     assert by_name[("customresourcedefinitions", "apiextensions.k8s.io/v1")] == [
         "customresourcedefinitions", "crd,crds", "apiextensions.k8s.io/v1", "false", "CustomResourceDefinition"]
+    wide = _table(kc("api-resources", "-o", "wide"))
+    assert wide[0] == ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND", "VERBS", "CATEGORIES"]
+    assert ["deployments", "deploy", "apps/v1", "true", "Deployment",
+            "create,delete,deletecollection,get,list,patch,update,watch", "all"] in wide
+    assert ["namespaces", "ns", "v1", "false", "Namespace", "create,delete,get,list,patch,update,watch"] in wide
+    # no short names, no categories; upstream's CRD discovery lists the verbs in this order
+    assert ["widgets", f"{kc.group}/v1", "true", "Widget",
+            "delete,deletecollection,get,list,patch,create,update,watch"] in wide
     names = set(kc("api-resources", "-o", "name").split())
     assert {"pods", "services", "secrets", "deployments.apps", f"widgets.{kc.group}"} <= names
     assert kc("api-resources", "--api-group", kc.group, "--no-headers").split() == [
@@ -527,7 +535,16 @@ def edit(kc: Kubectl):
     bad.write_text("#!/bin/sh\nsed -i 's/^  name: edited$/  name: Not_Valid/' \"$1\"\n")
     bad.chmod(0o755)
     res = kc.run("edit", "cm", "edited", "-n", kc.ns, env={"KUBE_EDITOR": str(bad)})
+    assert res.returncode == 1 and "error: At least one of apiVersion, kind and name was changed" in res.stderr
+    # a value the server cannot decode: the Go decoder's message, and the edit is kept
+    typed = kc.home / "typed.sh"
+    typed.write_text("#!/bin/sh\nsed -i 's/^  k3: v3$/  k3: 42/' \"$1\"\n")
+    typed.chmod(0o755)
+    res = kc.run("edit", "cm", "edited", "-n", kc.ns, env={"KUBE_EDITOR": str(typed)})
     assert res.returncode == 1
+    assert ('error: configmaps "edited" could not be patched: ConfigMap in version "v1" cannot be handled as a '
+            'ConfigMap: json: cannot unmarshal number into Go struct field ConfigMap.data of type string') in res.stderr
+    assert kc.read("cm", "edited")["data"]["k3"] == "v3"
 
 
 # --- read-only views ---------------------------------------------------------------------------------

@@ -568,7 +568,11 @@ class RESTHandlers:
             if not isinstance(new, dict):
                 raise errors.bad_request("the patch produced a value that is not an object")
             new = self._check_kind(info, new)
-            self._schema_check(info, new, mode, warnings)
+            try:
+                self._schema_check(info, new, mode, warnings)
+            except APIError as e:
+                raise _patch_decode_error(e, patch_body if ct == codec.STRATEGIC_PATCH else new,
+                                          strategic=ct == codec.STRATEGIC_PATCH) from None
             return new
 
         if is_apply:
@@ -1093,6 +1097,49 @@ class RESTHandlers:
 def _random_suffix() -> str:
     alphabet = "bcdfghjklmnpqrstvwxz2456789"
     return "".join(secrets.choice(alphabet) for _ in range(5))
+
+
+def _go_value(v: Any) -> str:
+    """Go's `%+v` of a decoded JSON value: map[k:v ...] with sorted keys, [a b], <nil>,
+    floats in shortest form with an exponent below 1e-4 and from 1e6 on."""
+    if isinstance(v, dict):
+        return "map[" + " ".join(f"{k}:{_go_value(v[k])}" for k in sorted(v)) + "]"
+    if isinstance(v, list):
+        return "[" + " ".join(_go_value(x) for x in v) + "]"
+    if v is None:
+        return "<nil>"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v == v and v not in (float("inf"), float("-inf")):
+        if v == 0:
+            return "0"
+        from decimal import Decimal
+
+        sign, digits, exp = Decimal(repr(v)).normalize().as_tuple()
+        ds = "".join(map(str, digits))
+        e10 = len(ds) + int(exp) - 1
+        if e10 < -4 or e10 >= 6:
+            mant = ds[0] + ("." + ds[1:] if len(ds) > 1 else "")
+            return f"{'-' if sign else ''}{mant}e{'-' if e10 < 0 else '+'}{abs(e10):02d}"
+        return f"{v:.{max(0, len(ds) - e10 - 1)}f}"
+    return str(v)
+
+
+def _patch_decode_error(e: APIError, value: Any, *, strategic: bool) -> APIError:
+    """Upstream's patch handler reports a patched object it cannot decode (a type error, or
+    unknown fields under fieldValidation=Strict) as 422 Invalid on the field `patch`, the
+    value being the patch map (strategic merge, Go's %+v) or the patched JSON; kubectl edit
+    relies on the 422 to reopen the editor. Other errors pass through."""
+    if e.code != 400:
+        return e
+    detail = e.message
+    head = detail.find(" cannot be handled as a ")
+    if head != -1 and " in version " in detail[:head]:
+        detail = detail.split(": ", 1)[1] if ": " in detail else detail
+    shown = _go_value(value) if strategic else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    body = f"Invalid value: {orjson.dumps(shown).decode()}: {detail}"
+    return APIError(422, "Invalid", f' "" is invalid: patch: {body}',
+                    {"causes": [{"reason": "FieldValueInvalid", "message": body, "field": "patch"}]})
 
 
 def _json_type(v: Any) -> str:

@@ -536,15 +536,23 @@ def edit(kc: Kubectl):
     bad.chmod(0o755)
     res = kc.run("edit", "cm", "edited", "-n", kc.ns, env={"KUBE_EDITOR": str(bad)})
     assert res.returncode == 1 and "error: At least one of apiVersion, kind and name was changed" in res.stderr
-    # a value the server cannot decode: the Go decoder's message, and the edit is kept
+    # a value the server cannot decode: upstream answers a patch with 422 Invalid ("patch:
+    # Invalid value"), so kubectl reopens the editor with the reasons; the editor changes
+    # nothing more, kubectl keeps a copy and gives up
     typed = kc.home / "typed.sh"
     typed.write_text("#!/bin/sh\nsed -i 's/^  k3: v3$/  k3: 42/' \"$1\"\n")
     typed.chmod(0o755)
     res = kc.run("edit", "cm", "edited", "-n", kc.ns, env={"KUBE_EDITOR": str(typed)})
     assert res.returncode == 1
-    assert ('error: configmaps "edited" could not be patched: ConfigMap in version "v1" cannot be handled as a '
-            'ConfigMap: json: cannot unmarshal number into Go struct field ConfigMap.data of type string') in res.stderr
+    assert 'error: configmaps "edited" is invalid\n' in res.stderr
+    assert "A copy of your changes has been stored to" in res.stderr
+    assert "error: Edit cancelled, no valid changes were saved." in res.stderr
     assert kc.read("cm", "edited")["data"]["k3"] == "v3"
+    # the same through kubectl patch: the message kube-apiserver gives
+    res = kc.run("patch", "cm", "edited", "-n", kc.ns, "-p", '{"data":{"k3":42}}')
+    assert res.returncode == 1
+    assert res.stderr.startswith('The request is invalid: patch: Invalid value: "map[data:map[k3:42]]": json: '
+                                 'cannot unmarshal number into Go struct field ConfigMap.data of type string')
 
 
 # --- read-only views ---------------------------------------------------------------------------------

@@ -20,6 +20,11 @@ itself, metadata.{name, namespace, creationTimestamp, selfLink, uid, generation,
 managedFields, resourceVersion, deletionTimestamp}; nor anything under the caller's
 `reset_fields` / `ignore_fields` (e.g. ["status"] on the main resource).
 
+Speed (every create and update runs this): schema lookups are memoized per schema
+position (`_S`); a create builds its FieldsV1 in one walk (`created_fields`) instead of
+path sets; `compare` skips subtrees that are unchanged at C speed (`_unchanged`). Each
+fast path is checked against the general one in tests/apiserver/test_fieldmanager_fast.py.
+
 Left out of upstream: version conversion of managers' sets (all versions are treated as
 one), the cap of 10 update managers ("ancient-changes"), last-applied-configuration
 interplay, defaulting of the applied config (only the key default protocol=TCP of port
@@ -32,9 +37,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
+import orjson
+
 from .errors import APIError, bad_request
 from .patch import deep_copy
-from .schema.defs import SchemaNode
+from .schema.defs import SchemaNode, definitions
 
 Path = tuple[str, ...]
 
@@ -54,10 +61,20 @@ _MISSING = object()
 
 # --------------------------------------------------------------------------- JSON as Go writes it
 
+_GO_STR: dict[str, str] = {}
+
+
 def _go_str(s: str) -> str:
-    out = json.dumps(s, ensure_ascii=False)
-    return (out.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+    out = _GO_STR.get(s)
+    if out is None:
+        out = json.dumps(s, ensure_ascii=False)
+        out = (out.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+               .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+        if len(s) <= 256:           # field names and key values repeat: remember them
+            if len(_GO_STR) >= 16384:
+                _GO_STR.clear()
+            _GO_STR[s] = out
+    return out
 
 
 def go_json(v: Any) -> str:
@@ -81,45 +98,158 @@ def go_json(v: Any) -> str:
 
 # --------------------------------------------------------------------------- schema classification
 
-def _child(node: SchemaNode | None, key: str, at_root: bool) -> SchemaNode | None:
+_UNSET: Any = object()
+
+
+class _S:
+    """A schema position as field tracking sees it: a SchemaNode with its lookups
+    (children, list kind, map type, struct-ness) computed once and remembered.
+
+    Nodes are shared: one tree per root schema (see `_wrap`), and every pure `$ref` to a
+    built-in definition maps to one node per definition, so recursive schemas stay finite.
+    Only declared properties get their own memo entry; any other key shares the
+    additionalProperties child, so memory does not grow with the objects seen."""
+
+    __slots__ = ("node", "props", "required", "atomic_map", "lkind", "_struct", "_is_array",
+                 "_fields", "_add", "_items", "_meta")
+
+    def __init__(self, node: SchemaNode):
+        self.node = node
+        self.props: dict[str, Any] = node.properties
+        self.required: list[str] = node.required
+        self.atomic_map = node.map_type == "atomic"
+        self.lkind = _list_kind_of(node)
+        self._struct: Any = _UNSET
+        self._is_array: Any = _UNSET
+        self._fields: dict[str, _S | None] = {}
+        self._add: Any = _UNSET
+        self._items: Any = _UNSET
+        self._meta: Any = _UNSET
+
+    # (types are looked at only when needed, as before: SchemaNode.types can fail on odd schemas)
+    @property
+    def struct(self) -> bool:
+        """A struct-typed field: Go objects always carry it (see _zero_value)."""
+        if self._struct is _UNSET:
+            self._struct = bool(self.props) and not self.atomic_map and \
+                "object" in (self.node.types or {"object"})
+        return self._struct
+
+    @property
+    def is_array(self) -> bool:
+        if self._is_array is _UNSET:
+            self._is_array = "array" in self.node.types
+        return self._is_array
+
+    def field(self, name: str) -> _S | None:
+        if name in self.props:
+            f = self._fields.get(name, _UNSET)
+            if f is _UNSET:
+                f = self._fields[name] = _wrap_node(self.node.field(name))
+            return f
+        return self.additional()
+
+    def additional(self) -> _S | None:
+        if self._add is _UNSET:
+            self._add = _wrap_node(self.node.additional())
+        return self._add
+
+    def items(self) -> _S | None:
+        if self._items is _UNSET:
+            self._items = _wrap_node(self.node.items())
+        return self._items
+
+    def meta(self) -> _S | None:
+        """`metadata` at the root: ObjectMeta unless the schema declares its fields."""
+        if self._meta is _UNSET:
+            m = self.field("metadata")
+            self._meta = m if m is not None and m.props else _object_meta()
+        return self._meta
+
+
+_DEFS: dict[str, _S] = {}                          # pure $ref nodes, by definition name
+_ROOTS: dict[int, tuple[dict, _S]] = {}            # other roots, by id of their schema dict
+
+
+def _wrap_node(sn: SchemaNode | None) -> _S | None:
+    if sn is None:
+        return None
+    if sn.name is not None and definitions().get(sn.name) is sn.schema:
+        out = _DEFS.get(sn.name)
+        if out is None:
+            out = _DEFS[sn.name] = _S(sn)
+        return out
+    return _S(sn)
+
+
+def _wrap(schema: Any) -> _S | None:
+    """The memoized tree for a root schema (a SchemaNode, or an _S already)."""
+    if schema is None or isinstance(schema, _S):
+        return schema
+    if schema.name is not None and definitions().get(schema.name) is schema.schema:
+        return _wrap_node(schema)
+    hit = _ROOTS.get(id(schema.schema))
+    if hit is not None and hit[0] is schema.schema:     # (the dict is held: its id is not reused)
+        return hit[1]
+    if len(_ROOTS) >= 64:
+        _ROOTS.clear()
+    out = _S(schema)
+    _ROOTS[id(schema.schema)] = (schema.schema, out)
+    return out
+
+
+def _object_meta() -> _S | None:
+    return _wrap_node(SchemaNode.for_definition(OBJECT_META))
+
+
+def _child(node: _S | None, key: str, at_root: bool) -> _S | None:
     if at_root and key == "metadata":
-        meta = node.field("metadata") if node is not None else None
-        if meta is None or not meta.properties:
-            return SchemaNode.for_definition(OBJECT_META)
-        return meta
+        return node.meta() if node is not None else _object_meta()
     return node.field(key) if node is not None else None
 
 
-def _declared(node: SchemaNode | None, key: str, at_root: bool) -> bool:
+def _declared(node: _S | None, key: str, at_root: bool) -> bool:
     if at_root and key == "metadata":
         return True
-    return node is not None and key in node.properties
+    return node is not None and key in node.props
 
 
-def _atomic_map(node: SchemaNode | None) -> bool:
-    return node is not None and node.map_type == "atomic"
+def _atomic_map(node: _S | None) -> bool:
+    return node is not None and node.atomic_map
 
 
-def _list_kind(node: SchemaNode | None) -> tuple[str, list[str]]:
+_ATOMIC: tuple[str, list[str]] = ("atomic", [])
+
+
+def _list_kind(node: _S | None) -> tuple[str, list[str]]:
     """("map", keys) | ("set", []) | ("atomic", [])."""
-    if node is None:
-        return "atomic", []
+    return node.lkind if node is not None else _ATOMIC
+
+
+def _list_kind_of(node: SchemaNode) -> tuple[str, list[str]]:
     lt = node.list_type
     strategy = [p.strip() for p in (node.patch_strategy or "").split(",")]
     if lt is None and "merge" in strategy:
         lt = "map" if node.merge_key else "set"
     if lt == "map":
         keys = node.map_keys or ([node.merge_key] if node.merge_key else [])
-        return ("map", keys) if keys else ("atomic", [])
+        return ("map", keys) if keys else _ATOMIC
     if lt == "set":
         return "set", []
-    return "atomic", []
+    return _ATOMIC
 
 
 def _item_pe(item: Any, index: int, kind: str, keys: list[str]) -> str:
     if kind == "set":
         return "v:" + go_json(item)
     if isinstance(item, dict):
+        if len(keys) == 1:          # the common case (containers by name), without a dict
+            k = keys[0]
+            if k in item and not isinstance(item[k], (dict, list)):
+                return "k:{" + _go_str(k) + ":" + go_json(item[k]) + "}"
+            if k in _KEY_DEFAULTS:
+                return "k:{" + _go_str(k) + ":" + go_json(_KEY_DEFAULTS[k]) + "}"
+            return f"i:{index}"
         key = {}
         for k in keys:
             if k in item and not isinstance(item[k], (dict, list)):
@@ -131,12 +261,12 @@ def _item_pe(item: Any, index: int, kind: str, keys: list[str]) -> str:
     return f"i:{index}"
 
 
-def _granular(v: Any, node: SchemaNode | None) -> str | None:
+def _granular(v: Any, node: _S | None) -> str | None:
     """"map" / "list" when `v` is walked into, None when it is a leaf."""
     if isinstance(v, dict):
-        return None if _atomic_map(node) else "map"
+        return None if node is not None and node.atomic_map else "map"
     if isinstance(v, list):
-        return "list" if _list_kind(node)[0] != "atomic" else None
+        return "list" if node is not None and node.lkind[0] != "atomic" else None
     return None
 
 
@@ -145,11 +275,11 @@ def _granular(v: Any, node: SchemaNode | None) -> str | None:
 def field_set(obj: Any, schema: SchemaNode | None) -> set[Path]:
     """The paths `obj` sets (upstream ToFieldSet), untracked paths included."""
     out: set[Path] = set()
-    _to_set(obj, schema, (), out)
+    _to_set(obj, _wrap(schema), (), out)
     return out
 
 
-def _to_set(v: Any, node: SchemaNode | None, path: Path, out: set[Path]) -> None:
+def _to_set(v: Any, node: _S | None, path: Path, out: set[Path]) -> None:
     g = _granular(v, node)
     if g == "map":
         for k, cv in v.items():
@@ -179,11 +309,11 @@ def compare(old: Any, new: Any, schema: SchemaNode | None) -> _Diff:
     """Paths added, modified and removed from `old` to `new` (upstream TypedValue.Compare):
     leaves by value; a non-leaf item or field is added/removed when it appears/disappears."""
     d = _Diff()
-    _cmp(old, new, schema, (), d)
+    _cmp(old, new, _wrap(schema), (), d)
     return d
 
 
-def _all_paths(v: Any, node: SchemaNode | None, path: Path, out: set[Path]) -> None:
+def _all_paths(v: Any, node: _S | None, path: Path, out: set[Path]) -> None:
     if path:
         out.add(path)
     g = _granular(v, node)
@@ -197,7 +327,7 @@ def _all_paths(v: Any, node: SchemaNode | None, path: Path, out: set[Path]) -> N
             _all_paths(item, items, path + (_item_pe(item, i, kind, keys),), out)
 
 
-def _zero_value(parent: SchemaNode | None, key: str, node: SchemaNode | None,
+def _zero_value(parent: _S | None, key: str, node: _S | None,
                 at_root: bool) -> Any:
     """What a Go object always carries for a field it lacks here: {} for a struct-typed
     field, null for a required list; _MISSING otherwise. Upstream compares Go objects, in
@@ -206,14 +336,14 @@ def _zero_value(parent: SchemaNode | None, key: str, node: SchemaNode | None,
     deviation: upstream records "." for those when they appear)."""
     if node is None or not _declared(parent, key, at_root):
         return _MISSING
-    if node.properties and not _atomic_map(node) and "object" in (node.types or {"object"}):
+    if node.struct:
         return {}
-    if parent is not None and key in parent.required and "array" in node.types:
+    if parent is not None and key in parent.required and node.is_array:
         return None
     return _MISSING
 
 
-def _index_items(v: list, node: SchemaNode | None) -> dict[str, Any]:
+def _index_items(v: list, node: _S | None) -> dict[str, Any]:
     kind, keys = _list_kind(node)
     out: dict[str, Any] = {}
     for i, item in enumerate(v):
@@ -221,7 +351,7 @@ def _index_items(v: list, node: SchemaNode | None) -> dict[str, Any]:
     return out
 
 
-def _cmp(old: Any, new: Any, node: SchemaNode | None, path: Path, d: _Diff) -> None:
+def _cmp(old: Any, new: Any, node: _S | None, path: Path, d: _Diff) -> None:
     if old is _MISSING:
         _all_paths(new, node, path, d.added)
         return
@@ -242,14 +372,39 @@ def _cmp(old: Any, new: Any, node: SchemaNode | None, path: Path, d: _Diff) -> N
                 if zero is not _MISSING:
                     lv = zero if lv is _MISSING else lv
                     rv = zero if rv is _MISSING else rv
+            elif _unchanged(lv, rv):
+                continue
             _cmp(lv, rv, child, path + ("f:" + k,), d)
     elif go == gn == "list" and (old or new):
         items = node.items() if node is not None else None
         lo, ln = _index_items(old, node), _index_items(new, node)
         for pe in list(lo) + [pe for pe in ln if pe not in lo]:
-            _cmp(lo.get(pe, _MISSING), ln.get(pe, _MISSING), items, path + (pe,), d)
+            lv, rv = lo.get(pe, _MISSING), ln.get(pe, _MISSING)
+            if lv is not _MISSING and rv is not _MISSING and _unchanged(lv, rv):
+                continue
+            _cmp(lv, rv, items, path + (pe,), d)
     elif path and not _same(old, new):
         d.modified.add(path)
+
+
+def _unchanged(a: Any, b: Any) -> bool:
+    """True when `a` and `b` are the same value by `_same`, so that comparing them finds no
+    difference; decided at C speed where possible. False may also mean "not sure" (the
+    caller then walks them). Scalars: same type and ==. Containers: == and the same JSON
+    encoding (== alone takes true for 1 and 1 for 1.0), unless the encoding has a null,
+    which could be a NaN (equal to itself inside containers for ==, but not for _same)."""
+    t = type(a)
+    if t is not type(b):
+        return False
+    if t is dict or t is list:
+        if a != b:
+            return False
+        try:
+            ea = orjson.dumps(a)
+            return b"null" not in ea and ea == orjson.dumps(b)
+        except TypeError:
+            return False
+    return t is not float and a == b
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -262,6 +417,143 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return a == b
     return type(a) is type(b) and a == b
+
+
+# --------------------------------------------------------------------------- creates
+
+_ROOT_STRIPPED = frozenset(p[0][2:] for p in _STRIPPED if len(p) == 1)
+_META_STRIPPED = frozenset(p[1][2:] for p in _STRIPPED if len(p) == 2)
+
+
+def created_fields(obj: dict, schema: SchemaNode | None, ignored: list[Path]) -> dict:
+    """FieldsV1 of what a create of `obj` (without managedFields) gives its manager:
+    `set_to_fields(_tracked(compare({}, obj, schema).added, ignored))`, built in one walk
+    without path sets (the walk mirrors _cmp/_all_paths for an old value of {} / zero)."""
+    out: dict = {}
+    root = _wrap(schema)
+    if isinstance(obj, dict) and obj and not _atomic_map(root):
+        _fresh_map(obj, root, True, out, _ROOT_STRIPPED, _ignore_trie(ignored))
+    return _finish(out)
+
+
+def _ignore_trie(ignored: list[Path]) -> dict:
+    """{pe: True (drop the subtree) or a nested trie} for the ignored prefixes."""
+    t: dict = {}
+    for p in ignored:
+        node = t
+        for pe in p[:-1]:
+            nxt = node.setdefault(pe, {})
+            if nxt is True:
+                break
+            node = nxt
+        else:
+            node[p[-1]] = True
+    return t
+
+
+def _put(out: dict, pe: str, sub: dict, member: bool) -> None:
+    """Record `pe` in the trie under construction; members carry "." (see _finish)."""
+    if member:
+        sub["."] = {}
+    elif not sub:
+        return
+    have = out.get(pe)
+    if have is None:
+        out[pe] = sub
+    else:                       # a duplicate list item: the union of both
+        _union(have, sub)
+
+
+def _union(into: dict, other: dict) -> None:
+    for k, v in other.items():
+        if k in into:
+            _union(into[k], v)
+        else:
+            into[k] = v
+
+
+def _fresh_map(v: dict, node: _S | None, at_root: bool, out: dict, strip: frozenset | None,
+               ign: dict | None) -> None:
+    """_cmp({}, v) for a map: every entry is new; declared struct and required-list
+    fields compare against their zero value (see _zero_value)."""
+    for k, cv in v.items():
+        pe = "f:" + k
+        sub_ign = None
+        if ign:
+            sub_ign = ign.get(pe)
+            if sub_ign is True:
+                continue
+        child = _child(node, k, at_root)
+        member = strip is None or k not in strip
+        child_strip = _META_STRIPPED if at_root and k == "metadata" else None
+        zero = _zero_value(node, k, child, at_root)
+        if zero is _MISSING:
+            _fresh_all(cv, child, pe, out, member, child_strip, sub_ign)
+        else:
+            _fresh_cmp(zero, cv, child, pe, out, member, child_strip, sub_ign)
+
+
+def _fresh_all(v: Any, node: _S | None, pe: str, out: dict, member: bool,
+               strip: frozenset | None, ign: dict | None) -> None:
+    """_all_paths(v): the path and everything under it."""
+    sub: dict = {}
+    if isinstance(v, dict):
+        if node is None or not node.atomic_map:
+            for k, cv in v.items():
+                cpe = "f:" + k
+                ci = None
+                if ign:
+                    ci = ign.get(cpe)
+                    if ci is True:
+                        continue
+                _fresh_all(cv, node.field(k) if node is not None else None, cpe, sub,
+                           strip is None or k not in strip, None, ci)
+    elif isinstance(v, list) and node is not None and node.lkind[0] != "atomic":
+        kind, keys = node.lkind
+        items = node.items()
+        for i, item in enumerate(v):
+            _fresh_all(item, items, _item_pe(item, i, kind, keys), sub, True, None, None)
+    _put(out, pe, sub, member)
+
+
+def _fresh_cmp(zero: Any, v: Any, node: _S | None, pe: str, out: dict, member: bool,
+               strip: frozenset | None, ign: dict | None) -> None:
+    """_cmp(zero, v) where zero is {} (a struct field) or None (a required list)."""
+    go, gn = _granular(zero, node), _granular(v, node)
+    old = zero
+    if old is None and gn:
+        go, old = gn, ({} if gn == "map" else [])
+    if v is None and go:
+        gn, v = go, ({} if go == "map" else [])
+    if go == gn == "map" and (old or v):
+        sub: dict = {}
+        _fresh_map(v, node, False, sub, strip, ign)
+        _put(out, pe, sub, False)
+    elif go == gn == "list" and (old or v):
+        kind, keys = node.lkind          # type: ignore[union-attr]
+        items = node.items()             # type: ignore[union-attr]
+        sub = {}
+        for i, item in enumerate(v):
+            ipe = _item_pe(item, i, kind, keys)
+            if ipe not in sub:           # (_index_items: the first item of a key counts)
+                _fresh_all(item, items, ipe, sub, True, None, None)
+        _put(out, pe, sub, False)
+    elif not _same(old, v):
+        _put(out, pe, {}, member)
+
+
+def _finish(t: dict) -> dict:
+    """The trie as FieldsV1: "." first for members with children, children in order."""
+    keys = [k for k in t if k != "."]
+    if len(keys) > 1:
+        if all(k[0] == "f" for k in keys):
+            keys.sort()
+        else:
+            keys.sort(key=_pe_order)
+    out: dict = {".": {}} if keys and "." in t else {}
+    for k in keys:
+        out[k] = _finish(t[k])
+    return out
 
 
 # --------------------------------------------------------------------------- FieldsV1
@@ -388,13 +680,14 @@ class _Entry:
             return f"{json.dumps(self.manager, ensure_ascii=False)} using {self.api_version}"
         return json.dumps(self.manager, ensure_ascii=False)
 
-    def encode(self) -> dict[str, Any]:
+    def encode(self, fields_v1: dict | None = None) -> dict[str, Any]:
+        """The managedFields entry; `fields_v1` when the caller has it already."""
         out: dict[str, Any] = {"manager": self.manager, "operation": self.operation,
                                "apiVersion": self.api_version}
         if self.time:
             out["time"] = self.time
         out["fieldsType"] = "FieldsV1"
-        out["fieldsV1"] = set_to_fields(self.fields)
+        out["fieldsV1"] = set_to_fields(self.fields) if fields_v1 is None else fields_v1
         if self.subresource:
             out["subresource"] = self.subresource
         return out
@@ -477,12 +770,30 @@ def _with_managed_fields(obj: dict, entries: list[_Entry]) -> dict:
     return out
 
 
+def _set_managed_fields(obj: dict, encoded: list[dict[str, Any]]) -> dict:
+    """`obj` with metadata.managedFields set to `encoded` (removed when empty). A new top
+    level and metadata; everything else is shared with `obj` (callers hand `new` over)."""
+    out = dict(obj)
+    meta = out.get("metadata")
+    if meta is None:
+        meta = out["metadata"] = {}
+    elif not isinstance(meta, dict):
+        return out      # malformed metadata: left for validation to report
+    else:
+        meta = out["metadata"] = dict(meta)
+    if encoded:
+        meta["managedFields"] = encoded
+    else:
+        meta.pop("managedFields", None)
+    return out
+
+
 def _meta(obj: Any) -> dict:
     meta = obj.get("metadata") if isinstance(obj, dict) else None
     return meta if isinstance(meta, dict) else {}
 
 
-def _record_update(entries: list[_Entry], old: Any, new: Any, schema: SchemaNode | None,
+def _record_update(entries: list[_Entry], old: Any, new: Any, schema: _S | None,
                    ident: _Entry, ignored: list[Path], now: str) -> list[_Entry]:
     """Upstream Updater.Update + managedFieldsUpdater: the fields this operation changed go
     to `ident` (merged with its earlier set) and leave every other manager; removed fields
@@ -541,10 +852,15 @@ def update_managed_fields(old: dict | None, new: dict, manager: str, operation: 
     old_s = _without_managed_fields(old) if isinstance(old, dict) else {}
     ident = _Entry(manager, operation, api_version, subresource, now, set())
     try:
+        if not entries and not old_s:
+            # a create (the common case): the manager owns every tracked field; FieldsV1
+            # straight from one walk (same result as the general path below)
+            fields_v1 = created_fields(new_s, schema, ignored)
+            return _set_managed_fields(new, [ident.encode(fields_v1)] if fields_v1 else [])
         entries = _record_update(entries, old_s, new_s, schema, ident, ignored, now)
     except RecursionError:
         raise bad_request("the object is nested too deeply") from None
-    return _with_managed_fields(new, entries)
+    return _set_managed_fields(new, encode_managed_fields(entries))
 
 
 def apply(live: dict | None, applied: dict, manager: str, force: bool = False,
@@ -577,7 +893,7 @@ def apply(live: dict | None, applied: dict, manager: str, force: bool = False,
     now = now or now_rfc3339()
     ignored = _ignored(ignore_fields)
     try:
-        return _apply(live, applied, manager, force, schema, api_version, now, ignored,
+        return _apply(live, applied, manager, force, _wrap(schema), api_version, now, ignored,
                       subresource)
     except RecursionError:
         raise bad_request("the applied configuration is nested too deeply") from None
@@ -599,7 +915,7 @@ def _drop(v: Any, ignored: list[Path], path: Path = ()) -> Any:
 
 
 def _apply(live: dict | None, applied: dict, manager: str, force: bool,
-           schema: SchemaNode | None, api_version: str, now: str, ignored: list[Path],
+           schema: _S | None, api_version: str, now: str, ignored: list[Path],
            subresource: str) -> dict:
     config = _drop(applied, ignored)
     if isinstance(live, dict):
@@ -687,7 +1003,7 @@ def _conflict_error(conflicts: list[tuple[_Entry, list[Path]]]) -> APIError:
 
 # --------------------------------------------------------------------------- merge and removal
 
-def _merge(lhs: Any, rhs: Any, node: SchemaNode | None, path: Path) -> Any:
+def _merge(lhs: Any, rhs: Any, node: _S | None, path: Path) -> Any:
     """Merge the configuration `rhs` into `lhs` (upstream TypedValue.Merge); new values."""
     if isinstance(rhs, dict):
         if _atomic_map(node) or not isinstance(lhs, dict):
@@ -705,7 +1021,7 @@ def _merge(lhs: Any, rhs: Any, node: SchemaNode | None, path: Path) -> Any:
     return rhs
 
 
-def _merge_list(lhs: list, rhs: list, node: SchemaNode | None, kind: str, keys: list[str],
+def _merge_list(lhs: list, rhs: list, node: _S | None, kind: str, keys: list[str],
                 path: Path) -> list:
     """Associative merge keeping upstream's order: the configuration's order for its
     items, live-only items in place between them."""
@@ -751,10 +1067,10 @@ def _merge_list(lhs: list, rhs: list, node: SchemaNode | None, kind: str, keys: 
     return out
 
 
-def _remove_path(obj: dict, path: Path, schema: SchemaNode | None, kept: set[Path]) -> None:
+def _remove_path(obj: dict, path: Path, schema: _S | None, kept: set[Path]) -> None:
     """Remove the value at `path` from `obj` in place, then every container on the way up
     that it leaves empty and nobody owns (upstream RemoveItems drops emptied containers)."""
-    chain: list[tuple[Any, Any, SchemaNode | None]] = []   # (container, key/index, node)
+    chain: list[tuple[Any, Any, _S | None]] = []   # (container, key/index, node)
     cur: Any = obj
     node = schema
     for depth, pe in enumerate(path):

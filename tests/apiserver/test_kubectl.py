@@ -178,12 +178,20 @@ def sessions(request, server: ServerProc, tmp_path_factory) -> dict[str, dict[st
     """All wanted versions' sessions, run concurrently (each version in its own namespace,
     CRD group and HOME); the test items below report their outcomes one step at a time."""
     wanted = {v: steps for v, steps in _wanted(request.session).items() if _binary(v)}
+    log_start = server.log_path.stat().st_size if server.log_path.exists() else 0
     # more workers than CPUs only adds contention: the cost is kubectl's own start-up and CPU
     with ThreadPoolExecutor(max_workers=max(1, min(len(wanted), os.cpu_count() or 2))) as pool:
         futures = {v: pool.submit(_run_session, v, _binary(v), steps, server,
                                   tmp_path_factory.mktemp(f"kubectl-{v}"))
                    for v, steps in wanted.items()}
-        return {v: f.result() for v, f in futures.items()}
+        results = {v: f.result() for v, f in futures.items()}
+    # nothing kubectl did may have made the server log an unhandled error (kubectl retries
+    # or tolerates some 500s, so the exit codes alone would not show them)
+    with open(server.log_path, "rb") as f:
+        f.seek(log_start)
+        logged = f.read().decode(errors="replace")
+    assert "Traceback" not in logged, logged[-4000:]
+    return results
 
 
 # --- discovery and create -f --------------------------------------------------------------------

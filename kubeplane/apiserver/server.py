@@ -185,17 +185,7 @@ class APIServer:
                 if left == 0:
                     break
                 await asyncio.sleep(0.5)
-            ns_info = self.registry.get("", "v1", "namespaces")
-
-            def finalize(cur: dict[str, Any]) -> dict[str, Any]:
-                cur.setdefault("spec", {})["finalizers"] = [f for f in (cur.get("spec") or {}).get("finalizers") or []
-                                                            if f != "kubernetes"]
-                cur["metadata"]["finalizers"] = [f for f in cur["metadata"].get("finalizers") or []
-                                                 if f != "kubernetes"]
-                return cur
-
-            await self.handlers.guaranteed_update(ns_info, Route(ns_info, None, namespace, "finalize"), finalize,
-                                                  "namespace-controller", False, precondition=None, op="Update")
+            await self._drop_finalizer("", "namespaces", namespace, "kubernetes", "namespace-controller")
         except errors.APIError as e:
             if e.code != 404:
                 log.warning("namespace %s deletion: %s", namespace, e.message)
@@ -203,6 +193,22 @@ class APIServer:
             raise
         except Exception:
             log.exception("namespace %s deletion failed", namespace)
+
+    async def _drop_finalizer(self, group: str, plural: str, name: str, finalizer: str, manager: str) -> None:
+        """Remove one finalizer from a cluster-scoped object (a namespace's also from
+        spec.finalizers, through /finalize); the object goes once none is left."""
+        info = self.registry.get(group, "v1", plural)
+        sub = "finalize" if plural == "namespaces" else None
+
+        def drop(cur: dict[str, Any]) -> dict[str, Any]:
+            if sub == "finalize":
+                spec = cur.setdefault("spec", {})
+                spec["finalizers"] = [f for f in spec.get("finalizers") or [] if f != finalizer]
+            cur["metadata"]["finalizers"] = [f for f in cur["metadata"].get("finalizers") or [] if f != finalizer]
+            return cur
+
+        await self.handlers.guaranteed_update(info, Route(info, None, name, sub), drop, manager, False,
+                                              precondition=None, op="Update")
 
     # --- CRD deletion ---------------------------------------------------------------------
     async def _delete_crd_objects(self, crd: dict[str, Any]) -> None:
@@ -212,15 +218,8 @@ class APIServer:
             if infos:
                 prefix = infos[0].key_prefix.encode()
                 await self.objects.delete_prefix(prefix)
-            info = self.registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-
-            def done(cur: dict[str, Any]) -> dict[str, Any]:
-                cur["metadata"]["finalizers"] = [f for f in cur["metadata"].get("finalizers") or []
-                                                 if f != "customresourcecleanup.apiextensions.k8s.io"]
-                return cur
-
-            await self.handlers.guaranteed_update(info, Route(info, None, name, None), done,
-                                                  "apiextensions-controller", False, precondition=None, op="Update")
+            await self._drop_finalizer("apiextensions.k8s.io", "customresourcedefinitions", name,
+                                       "customresourcecleanup.apiextensions.k8s.io", "apiextensions-controller")
         except errors.APIError as e:
             if e.code != 404:
                 log.warning("CRD %s cleanup: %s", name, e.message)

@@ -428,12 +428,12 @@ _META_STRIPPED = frozenset(p[1][2:] for p in _STRIPPED if len(p) == 2)
 def created_fields(obj: dict, schema: SchemaNode | None, ignored: list[Path]) -> dict:
     """FieldsV1 of what a create of `obj` (without managedFields) gives its manager:
     `set_to_fields(_tracked(compare({}, obj, schema).added, ignored))`, built in one walk
-    without path sets (the walk mirrors _cmp/_all_paths for an old value of {} / zero)."""
-    out: dict = {}
+    without path sets (the walk mirrors _cmp/_all_paths for an old value of {} / zero),
+    children visited in FieldsV1 order so that the output needs no sorting pass."""
     root = _wrap(schema)
     if isinstance(obj, dict) and obj and not _atomic_map(root):
-        _fresh_map(obj, root, True, out, _ROOT_STRIPPED, _ignore_trie(ignored))
-    return _finish(out)
+        return _fresh_map(obj, root, True, _ROOT_STRIPPED, _ignore_trie(ignored))
+    return {}
 
 
 def _ignore_trie(ignored: list[Path]) -> dict:
@@ -451,32 +451,20 @@ def _ignore_trie(ignored: list[Path]) -> dict:
     return t
 
 
-def _put(out: dict, pe: str, sub: dict, member: bool) -> None:
-    """Record `pe` in the trie under construction; members carry "." (see _finish)."""
+def _node(sub: dict | None, member: bool) -> dict | None:
+    """A FieldsV1 node: a member is {} or {".": {}, children...}; a non-member is its
+    children, or nothing (None) without any."""
     if member:
-        sub["."] = {}
-    elif not sub:
-        return
-    have = out.get(pe)
-    if have is None:
-        out[pe] = sub
-    else:                       # a duplicate list item: the union of both
-        _union(have, sub)
+        return {".": {}, **sub} if sub else {}
+    return sub or None
 
 
-def _union(into: dict, other: dict) -> None:
-    for k, v in other.items():
-        if k in into:
-            _union(into[k], v)
-        else:
-            into[k] = v
-
-
-def _fresh_map(v: dict, node: _S | None, at_root: bool, out: dict, strip: frozenset | None,
-               ign: dict | None) -> None:
+def _fresh_map(v: dict, node: _S | None, at_root: bool, strip: frozenset | None,
+               ign: dict | None) -> dict:
     """_cmp({}, v) for a map: every entry is new; declared struct and required-list
-    fields compare against their zero value (see _zero_value)."""
-    for k, cv in v.items():
+    fields compare against their zero value (see _zero_value). Children in order."""
+    out: dict = {}
+    for k in sorted(v):
         pe = "f:" + k
         sub_ign = None
         if ign:
@@ -488,36 +476,77 @@ def _fresh_map(v: dict, node: _S | None, at_root: bool, out: dict, strip: frozen
         child_strip = _META_STRIPPED if at_root and k == "metadata" else None
         zero = _zero_value(node, k, child, at_root)
         if zero is _MISSING:
-            _fresh_all(cv, child, pe, out, member, child_strip, sub_ign)
+            f = _fresh_all(v[k], child, member, child_strip, sub_ign)
         else:
-            _fresh_cmp(zero, cv, child, pe, out, member, child_strip, sub_ign)
+            f = _fresh_cmp(zero, v[k], child, member, child_strip, sub_ign)
+        if f is not None:
+            out[pe] = f
+    return out
 
 
-def _fresh_all(v: Any, node: _S | None, pe: str, out: dict, member: bool,
-               strip: frozenset | None, ign: dict | None) -> None:
+def _ordered_items(v: list, node: _S) -> list[tuple[str, Any]]:
+    """(path element, item) for a granular list's items, in FieldsV1 order."""
+    kind, keys = node.lkind
+    pes = [(_item_pe(item, i, kind, keys), item) for i, item in enumerate(v)]
+    if len(pes) > 1:
+        t = pes[0][0][0]
+        if any(pe[0] != t for pe, _ in pes):
+            pes.sort(key=lambda x: _pe_order(x[0]))
+        elif t != "i":          # (indices are in order already; k:/v: by their text)
+            pes.sort(key=lambda x: x[0])
+    return pes
+
+
+def _fresh_all(v: Any, node: _S | None, member: bool, strip: frozenset | None,
+               ign: dict | None) -> dict | None:
     """_all_paths(v): the path and everything under it."""
     sub: dict = {}
     if isinstance(v, dict):
         if node is None or not node.atomic_map:
-            for k, cv in v.items():
+            for k in sorted(v):
                 cpe = "f:" + k
                 ci = None
                 if ign:
                     ci = ign.get(cpe)
                     if ci is True:
                         continue
-                _fresh_all(cv, node.field(k) if node is not None else None, cpe, sub,
-                           strip is None or k not in strip, None, ci)
+                f = _fresh_all(v[k], node.field(k) if node is not None else None,
+                               strip is None or k not in strip, None, ci)
+                if f is not None:
+                    sub[cpe] = f
     elif isinstance(v, list) and node is not None and node.lkind[0] != "atomic":
-        kind, keys = node.lkind
         items = node.items()
-        for i, item in enumerate(v):
-            _fresh_all(item, items, _item_pe(item, i, kind, keys), sub, True, None, None)
-    _put(out, pe, sub, member)
+        for pe, item in _ordered_items(v, node):
+            f = _fresh_all(item, items, True, None, None)
+            have = sub.get(pe)
+            if have is None:
+                sub[pe] = f
+            else:               # a duplicate item: the union of both (all members here)
+                _union(have, f)
+                sub[pe] = _finish(have)
+    return _node(sub, member)
 
 
-def _fresh_cmp(zero: Any, v: Any, node: _S | None, pe: str, out: dict, member: bool,
-               strip: frozenset | None, ign: dict | None) -> None:
+def _union(into: dict, other: dict) -> None:
+    for k, v in other.items():
+        if k in into:
+            _union(into[k], v)
+        else:
+            into[k] = v
+
+
+def _finish(t: dict) -> dict:
+    """A union of FieldsV1 tries put back in order ("." first, then children)."""
+    keys = [k for k in t if k != "."]
+    keys.sort(key=_pe_order)
+    out: dict = {".": {}} if keys and "." in t else {}
+    for k in keys:
+        out[k] = _finish(t[k])
+    return out
+
+
+def _fresh_cmp(zero: Any, v: Any, node: _S | None, member: bool, strip: frozenset | None,
+               ign: dict | None) -> dict | None:
     """_cmp(zero, v) where zero is {} (a struct field) or None (a required list)."""
     go, gn = _granular(zero, node), _granular(v, node)
     old = zero
@@ -526,34 +555,17 @@ def _fresh_cmp(zero: Any, v: Any, node: _S | None, pe: str, out: dict, member: b
     if v is None and go:
         gn, v = go, ({} if go == "map" else [])
     if go == gn == "map" and (old or v):
-        sub: dict = {}
-        _fresh_map(v, node, False, sub, strip, ign)
-        _put(out, pe, sub, False)
-    elif go == gn == "list" and (old or v):
-        kind, keys = node.lkind          # type: ignore[union-attr]
+        return _fresh_map(v, node, False, strip, ign) or None
+    if go == gn == "list" and (old or v):
         items = node.items()             # type: ignore[union-attr]
-        sub = {}
-        for i, item in enumerate(v):
-            ipe = _item_pe(item, i, kind, keys)
-            if ipe not in sub:           # (_index_items: the first item of a key counts)
-                _fresh_all(item, items, ipe, sub, True, None, None)
-        _put(out, pe, sub, False)
-    elif not _same(old, v):
-        _put(out, pe, {}, member)
-
-
-def _finish(t: dict) -> dict:
-    """The trie as FieldsV1: "." first for members with children, children in order."""
-    keys = [k for k in t if k != "."]
-    if len(keys) > 1:
-        if all(k[0] == "f" for k in keys):
-            keys.sort()
-        else:
-            keys.sort(key=_pe_order)
-    out: dict = {".": {}} if keys and "." in t else {}
-    for k in keys:
-        out[k] = _finish(t[k])
-    return out
+        sub: dict = {}
+        for pe, item in _ordered_items(v, node):    # type: ignore[arg-type]
+            if pe not in sub:            # (_index_items: the first item of a key counts)
+                sub[pe] = _fresh_all(item, items, True, None, None)
+        return sub or None
+    if not _same(old, v):
+        return _node(None, member)
+    return None
 
 
 # --------------------------------------------------------------------------- FieldsV1

@@ -639,7 +639,7 @@ class RESTHandlers:
             self._read_defaults(info, current)
             if precondition is not None and precondition != str(kv.mod_revision):
                 raise errors.conflict(info.group, info.plural, route.name or "", errors.OPTIMISTIC_LOCK)
-            new = mutate(copy.deepcopy(current))
+            new = mutate(codec.json_copy(current))      # (current is decoded JSON)
             try:
                 obj = await self._finish_update(info, route, current, kv.mod_revision, new, dry,
                                                 manage=(manager, op))
@@ -1276,7 +1276,7 @@ def _immutable_errors(info: ResourceInfo, old: dict[str, Any], new: dict[str, An
             for k in ("activeDeadlineSeconds", "tolerations", "schedulingGates", "nodeName"):
                 s.pop(k, None)
             return s
-        if strip(os_) != strip(ns_):
+        if os_ != ns_ and strip(os_) != strip(ns_):
             out.append(Cause("FieldValueForbidden", "spec",
                              "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,"
                              "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` "

@@ -42,7 +42,7 @@ POD_TEMPLATE = {
             "name": "app", "image": "registry.example.com/team/app:1.2.3",
             "command": ["/bin/app", "--serve", "--port=8080"],
             "ports": [{"name": "http", "containerPort": 8080}, {"name": "metrics", "containerPort": 9090}],
-            "env": [{"name": f"ENV_VAR_{i}", "value": f"value-number-{i}-with-some-length"} for i in range(12)],
+            "env": [{"name": f"ENV_VAR_{i}", "value": f"value-number-{i}-with-some-length"} for i in range(18)],
             "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
             "volumeMounts": [{"name": "config", "mountPath": "/etc/app"}, {"name": "data", "mountPath": "/data"}],
             "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 5},
@@ -93,7 +93,9 @@ function init(args)
 end
 function request()
   counter = counter + 1
-  local i = 1 + (counter * nthreads + tid) % count
+  -- bench-0-2 .. bench-0-(count+1): wrk consumes thread 0's first request() to verify the
+  -- script, so the create run never sends bench-0-1 (patching it was a 404)
+  local i = 2 + (counter * nthreads + tid) % count
   local b = string.format('{"metadata":{"labels":{"rev":"r%d"}}}', counter)
   return wrk.format("PATCH", path .. "/bench-0-" .. i, {["Content-Type"] = "application/merge-patch+json",
                     ["Authorization"] = "Bearer " .. token}, b)
@@ -134,7 +136,7 @@ def _wrk(url: str, script: str, args: list[str], seconds: float, conns: int, thr
         f.write(script)
         path = f.name
     try:
-        out = subprocess.run(["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{seconds}s", "--latency",
+        out = subprocess.run(["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{int(seconds)}s", "--latency",
                               "-s", path, url, "--", *args], capture_output=True, text=True, timeout=seconds + 60)
     finally:
         os.unlink(path)
@@ -160,9 +162,10 @@ def _call(port: int, method: str, path: str, body: dict | None = None) -> tuple[
 
 
 def _profile(pid: int, seconds: float, out: Path) -> str:
-    if not shutil.which("py-spy"):
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=os.path.dirname(sys.executable))
+    if not spy:
         return "py-spy not installed (pip install py-spy)"
-    subprocess.run(["py-spy", "record", "-p", str(pid), "-d", str(int(seconds)), "-f", "raw", "-o", str(out),
+    subprocess.run([spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-f", "raw", "-o", str(out),
                     "-r", "200", "--nonblocking"], capture_output=True, timeout=seconds + 60)
     if not out.exists():
         return "py-spy produced nothing (ptrace not permitted?)"
@@ -200,6 +203,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--profile", action="store_true", help="py-spy the server during one extra create run")
+    ap.add_argument("--profile-patches", action="store_true",
+                    help="with --profile: also py-spy an extra merge-patch run")
     ap.add_argument("--json", help="also write the figures as JSON here")
     args = ap.parse_args(argv)
     if not shutil.which("wrk"):
@@ -228,7 +233,7 @@ def main(argv: list[str]) -> int:
             st, data = _call(http_port, "GET", path + "?limit=1")
             stored = json.loads(data).get("metadata", {}).get("remainingItemCount", 0) + 1
             print(f"  creates rep {rep}: {rate:,.0f}/s, {n} requests, {bad} non-2xx, {stored} pods stored")
-            # patch pods that wrk's thread 0 created: bench-0-1 .. bench-0-count
+            # patch pods that wrk's thread 0 created: bench-0-2 .. bench-0-(count+1)
             count = max(1, min(2000, stored // (2 * args.threads)))
             rate, n, bad = _wrk(url + path, PATCH_LUA, [path, token, str(count), str(args.threads)], args.seconds,
                                 args.connections, args.threads)
@@ -239,18 +244,28 @@ def main(argv: list[str]) -> int:
             creates.note += f"; {errors} non-2xx responses in all runs"
         figures += [creates, patches]
         if args.profile:
+            import threading
+
             ns = "benchprof"
             _call(http_port, "POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
             path = f"/api/v1/namespaces/{ns}/pods"
-            import threading
-
-            result: dict[str, str] = {}
-            t = threading.Thread(target=lambda: result.setdefault(
-                "p", _profile(proc.pid, args.seconds - 1, tmp / "profile.txt")))
-            t.start()
-            _wrk(url + path, CREATE_LUA, [path, token, body], args.seconds, args.connections, args.threads)
-            t.join()
-            print(result.get("p", ""))
+            runs = [("creates", CREATE_LUA, [path, token, body])]
+            if args.profile_patches:
+                runs.append(("merge patches", PATCH_LUA, [path, token, "__COUNT__", str(args.threads)]))
+            for what, lua, wrk_args in runs:
+                if "__COUNT__" in wrk_args:
+                    st, data = _call(http_port, "GET", path + "?limit=1")
+                    stored = json.loads(data).get("metadata", {}).get("remainingItemCount", 0) + 1
+                    wrk_args = [str(max(1, min(2000, stored // (2 * args.threads)))) if a == "__COUNT__" else a
+                                for a in wrk_args]
+                result: dict[str, str] = {}
+                t = threading.Thread(target=lambda: result.setdefault(
+                    "p", _profile(proc.pid, args.seconds - 1, tmp / "profile.txt")))
+                t.start()
+                rate, n, bad = _wrk(url + path, lua, wrk_args, args.seconds, args.connections, args.threads)
+                t.join()
+                print(f"profile of {what} ({rate:,.0f}/s under py-spy, {bad} non-2xx):")
+                print(result.get("p", ""))
     finally:
         proc.terminate()
         try:

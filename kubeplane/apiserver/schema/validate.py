@@ -264,16 +264,24 @@ def base64_error(s: str) -> str | None:
 # --- compilation ---------------------------------------------------------------------------
 
 def _check_opaque_depth(v: Any, depth: int, limit: int = MAX_DEPTH) -> None:
-    """Iterative depth bound for values the schema does not describe."""
-    stack = [(v, depth)]
-    while stack:
-        x, d = stack.pop()
-        if d > limit:
+    """Iterative depth bound for values the schema does not describe (`v` at `depth`, each
+    nested dict/list one deeper; _TooDeep past `limit`). Level by level: managedFields'
+    fieldsV1 goes through here on every write."""
+    if depth > limit:
+        raise _TooDeep()
+    t = type(v)
+    level = [v] if t is dict or t is list else []
+    while level:
+        depth += 1
+        nxt: list = []
+        for x in level:
+            for y in (x.values() if type(x) is dict else x):
+                t = type(y)
+                if t is dict or t is list:
+                    nxt.append(y)
+        if nxt and depth > limit:
             raise _TooDeep()
-        if type(x) is dict:
-            stack.extend((y, d + 1) for y in x.values() if type(y) in (dict, list))
-        elif type(x) is list:
-            stack.extend((y, d + 1) for y in x if type(y) in (dict, list))
+        level = nxt
 
 
 def _opaque(v: Any, path: str, depth: int, f: Findings) -> None:

@@ -588,8 +588,33 @@ def _canon_pe(key: str) -> str:
     raise ValueError(f"unknown path element type {key!r}")
 
 
+# Objects of one shape share their FieldsV1: decoding and encoding are remembered by value
+# (bounded; cleared when full). Keys: the FieldsV1's JSON / the frozen field set.
+_DECODED: dict[bytes, frozenset[Path]] = {}
+_ENCODED: dict[frozenset[Path], bytes] = {}
+_CODEC_CACHE = 512
+
+
 def fields_to_set(fields: Any) -> set[Path]:
     """Decode FieldsV1 into a field set; ValueError when malformed."""
+    key = None
+    if isinstance(fields, dict):
+        try:
+            key = orjson.dumps(fields)
+        except TypeError:
+            key = None
+        hit = _DECODED.get(key) if key is not None else None
+        if hit is not None:
+            return set(hit)
+    out = _fields_to_set(fields)
+    if key is not None:
+        if len(_DECODED) >= _CODEC_CACHE:
+            _DECODED.clear()
+        _DECODED[key] = frozenset(out)
+    return out
+
+
+def _fields_to_set(fields: Any) -> set[Path]:
     out: set[Path] = set()
     if fields is None:
         return out
@@ -622,6 +647,18 @@ def _pe_order(pe: str) -> tuple:
 
 def set_to_fields(paths: Iterable[Path]) -> dict:
     """Encode a field set as FieldsV1 ("." first, then children in upstream's order)."""
+    key = frozenset(paths)
+    hit = _ENCODED.get(key)
+    if hit is not None:
+        return orjson.loads(hit)
+    out = _set_to_fields(key)
+    if len(_ENCODED) >= _CODEC_CACHE:
+        _ENCODED.clear()
+    _ENCODED[key] = orjson.dumps(out)
+    return out
+
+
+def _set_to_fields(paths: Iterable[Path]) -> dict:
     trie: dict = {}
     members: set[Path] = set()
     for p in paths:

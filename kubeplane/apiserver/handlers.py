@@ -21,7 +21,6 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
 import orjson
@@ -45,8 +44,14 @@ _SERVER_MANAGED = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGra
 _RETURNS_DELETED = {("", "pods"), ("", "services"), ("", "serviceaccounts"), ("storage.k8s.io", "storageclasses")}
 
 
+_NOW: list = [0, ""]     # (second, its RFC 3339 text): formatted once a second
+
+
 def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    t = int(time.time())
+    if t != _NOW[0]:
+        _NOW[0], _NOW[1] = t, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    return _NOW[1]
 
 
 @dataclass

@@ -436,6 +436,38 @@ def created_fields(obj: dict, schema: SchemaNode | None, ignored: list[Path]) ->
     return {}
 
 
+# A top-level field's FieldsV1 by its value: objects made from one template (a controller's
+# pods) share their spec. Key: (root schema, field, ignored subtrie, the value's JSON);
+# values holding a null (could be a NaN) or non-JSON types are not remembered.
+_CREATED: dict[tuple, bytes] = {}
+_JSON_ONLY = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def _fresh_top(root: _S | None, k: str, v: Any, member: bool, zero: Any, child: _S | None,
+               ign: dict | None) -> dict | None:
+    """_fresh_all / _fresh_cmp for a root field, remembered by value."""
+    key = None
+    if type(v) is dict or type(v) is list:
+        try:
+            vj = orjson.dumps(v, option=_JSON_ONLY)
+            key = (root, k, orjson.dumps(ign) if ign else None, vj) if b"null" not in vj else None
+        except TypeError:
+            key = None
+        if key is not None:
+            hit = _CREATED.get(key)
+            if hit is not None:
+                return orjson.loads(hit) if hit else None
+    if zero is _MISSING:
+        f = _fresh_all(v, child, member, None, ign)
+    else:
+        f = _fresh_cmp(zero, v, child, member, None, ign)
+    if key is not None:
+        if len(_CREATED) >= _CODEC_CACHE:
+            _CREATED.clear()
+        _CREATED[key] = orjson.dumps(f) if f is not None else b""
+    return f
+
+
 def _ignore_trie(ignored: list[Path]) -> dict:
     """{pe: True (drop the subtree) or a nested trie} for the ignored prefixes."""
     t: dict = {}
@@ -475,7 +507,9 @@ def _fresh_map(v: dict, node: _S | None, at_root: bool, strip: frozenset | None,
         member = strip is None or k not in strip
         child_strip = _META_STRIPPED if at_root and k == "metadata" else None
         zero = _zero_value(node, k, child, at_root)
-        if zero is _MISSING:
+        if at_root and child_strip is None:
+            f = _fresh_top(node, k, v[k], member, zero, child, sub_ign)
+        elif zero is _MISSING:
             f = _fresh_all(v[k], child, member, child_strip, sub_ign)
         else:
             f = _fresh_cmp(zero, v[k], child, member, child_strip, sub_ign)

@@ -124,3 +124,19 @@ def test_create_takes_the_fast_path_with_the_same_entry():
                                 fm._ignored(["status"]), "2024-01-01T00:00:00Z")
     assert out["metadata"]["managedFields"] == fm.encode_managed_fields(general)
     assert "managedFields" not in obj["metadata"]          # the input is left alone
+
+
+def test_created_fields_memo_keys_on_schema_ignored_fields_and_types():
+    obj = copy.deepcopy(POD_OBJ)
+    for schema, ignored in [(POD, []), (POD, fm._ignored(["status"])), (None, []), (POD, fm._ignored(["spec.volumes"])),
+                            (POD, [])]:
+        d = fm.compare({}, obj, schema)
+        want = fm.set_to_fields(fm._tracked(d.added | d.modified, ignored))
+        assert fm.created_fields(obj, schema, ignored) == want
+        assert fm.created_fields(obj, schema, ignored) == want      # (from the memo)
+    a = {"spec": {"x": [True]}, "metadata": {}}
+    b = {"spec": {"x": [1]}, "metadata": {}}
+    assert fm.created_fields(a, CR, []) == fm.created_fields(b, CR, [])   # leaves own the same either way
+    out = fm.created_fields(obj, POD, [])
+    out["f:spec"].clear()                                                   # results are not shared
+    assert fm.created_fields(obj, POD, [])["f:spec"]

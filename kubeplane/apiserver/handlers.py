@@ -583,8 +583,10 @@ class RESTHandlers:
         if is_apply:
             obj, status = await self.apply(req, route, applied, manager, force, dry, schema_node)
         else:
+            # (the patch functions copy the object they patch: no copy needed for them)
             obj, status = await self.guaranteed_update(info, route, mutate, manager, dry,
-                                                       precondition=precondition, op="Update", patching=True)
+                                                       precondition=precondition, op="Update", patching=True,
+                                                       copy_current=False)
         return _json(status, obj, _warning_headers(warnings))
 
     def _schema_node(self, info: ResourceInfo):
@@ -633,9 +635,11 @@ class RESTHandlers:
     async def guaranteed_update(self, info: ResourceInfo, route: Route,
                                 mutate: Callable[[dict[str, Any]], dict[str, Any]], manager: str, dry: bool, *,
                                 precondition: str | None, op: str, patching: bool = False,
-                                ) -> tuple[dict[str, Any], int]:
+                                copy_current: bool = True) -> tuple[dict[str, Any], int]:
         """Read, mutate, write with a mod-revision compare; retry on a lost race unless
-        the client gave a resourceVersion precondition (then: 409 Conflict)."""
+        the client gave a resourceVersion precondition (then: 409 Conflict). `mutate` gets
+        a copy of the stored object, or the object itself with copy_current=False (for a
+        mutate that leaves its argument alone and returns a new object)."""
         for _ in range(16):
             kv = await self.objects.get_kv(key_of(info, route.namespace, route.name or ""))
             if kv is None:
@@ -644,7 +648,7 @@ class RESTHandlers:
             self._read_defaults(info, current)
             if precondition is not None and precondition != str(kv.mod_revision):
                 raise errors.conflict(info.group, info.plural, route.name or "", errors.OPTIMISTIC_LOCK)
-            new = mutate(codec.json_copy(current))      # (current is decoded JSON)
+            new = mutate(codec.json_copy(current) if copy_current else current)   # (decoded JSON)
             try:
                 obj = await self._finish_update(info, route, current, kv.mod_revision, new, dry,
                                                 manage=(manager, op))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .codec import json_copy
 from .errors import APIError, bad_request, too_large
 from .schema.defs import SchemaNode
 
@@ -100,20 +101,23 @@ def json_merge_patch(obj: dict, patch: Any) -> dict:
     if not isinstance(obj, dict):
         raise bad_request("the object to patch is not a JSON object")
     try:
-        return _merge_patch(obj, patch)
+        # one copy of each input up front, then an in-place merge: the result shares
+        # nothing with the caller's objects (handlers go on to mutate it)
+        return _merge_into(json_copy(obj), json_copy(patch))
     except RecursionError:
         raise bad_request("error decoding patch: the patch is nested too deeply") from None
 
 
-def _merge_patch(target: Any, patch: Any) -> Any:
+def _merge_into(target: Any, patch: Any) -> Any:
+    """RFC 7386 on values this module owns: `target` is changed in place and returned."""
     if not isinstance(patch, dict):
-        return deep_copy(patch)
-    out = deep_copy(target) if isinstance(target, dict) else {}
+        return patch
+    out = target if isinstance(target, dict) else {}
     for k, v in patch.items():
         if v is None:
             out.pop(k, None)
         else:
-            out[k] = _merge_patch(out.get(k), v)
+            out[k] = _merge_into(out.get(k), v)
     return out
 
 
@@ -204,7 +208,7 @@ def strategic_merge_patch(obj: dict, patch: dict, schema: SchemaNode | None) -> 
     if not isinstance(obj, dict):
         raise bad_request("the object to patch is not a JSON object")
     try:
-        return _merge_map(deep_copy(obj), deep_copy(patch), schema)
+        return _merge_map(json_copy(obj), json_copy(patch), schema)
     except _SMPError as e:
         if e.code == 422:
             raise _unprocessable() from None
@@ -559,7 +563,7 @@ def json_patch(obj: dict, ops: Any) -> dict:
     if len(ops) > MAX_JSON_PATCH_OPERATIONS:
         raise too_large(f"The allowed maximum operations in a JSON patch is "
                         f"{MAX_JSON_PATCH_OPERATIONS}, got {len(ops)}")
-    doc: Any = deep_copy(obj)
+    doc: Any = json_copy(obj)
     try:
         for op in ops:
             doc = _apply_op(doc, op)

@@ -229,11 +229,24 @@ class APIServer:
             log.exception("CRD %s cleanup failed", name)
 
 
+def tune_gc() -> None:
+    """The API server allocates many short-lived acyclic objects (decoded JSON); with the
+    default thresholds the cyclic collector runs every 700 allocations and costs about a
+    quarter of a create or patch (py-spy, `python -m bench api`). Collect the young
+    generation every 100,000 allocations instead, and freeze what start-up created."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 1000)
+
+
 async def serve_forever(config: ServerConfig) -> None:
     import signal
 
     server = APIServer(config)
     await server.start()
+    tune_gc()
     if server.http_port:
         print(f"kubeplane: plain HTTP (no auth) on port {server.http_port}", flush=True)
     if server.kubeconfig_path:

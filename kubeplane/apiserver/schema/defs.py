@@ -57,7 +57,7 @@ def types_of(schema: dict[str, Any]) -> set[str]:
         out = set(t)
     else:
         out = set()
-        for alt in schema.get("oneOf", ()) + schema.get("anyOf", ()):
+        for alt in [*(schema.get("oneOf") or ()), *(schema.get("anyOf") or ())]:
             alt = resolve(alt) or {}
             out |= types_of(alt)
     out.discard("null")

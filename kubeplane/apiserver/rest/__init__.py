@@ -1,0 +1,2 @@
+"""The REST verbs, one module per concern; `kubeplane.apiserver.handlers.RESTHandlers`
+puts them together."""

@@ -1,0 +1,186 @@
+"""get, list (selectors, pagination with continue tokens), watch."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from .. import codec, errors, watch
+from ..errors import APIError
+from ..http import Request, Response
+from ..resources import ResourceInfo
+from ..storage import decode, prefix_of
+from .common import Route, _int_param, _json, _parse_rv, _partial
+from ..selectors import FieldSelector, LabelSelector, field_set
+from ..tables import make_table
+
+
+def _read_revision(rv: str, req: Request) -> int:
+    """GET with resourceVersion: "" or "0" read the latest; N reads the latest too unless
+    resourceVersionMatch=Exact (N is then a snapshot revision)."""
+    if rv and rv != "0":
+        n = _parse_rv(rv)
+        if req.param("resourceVersionMatch") == "Exact":
+            return n
+    return 0
+
+
+def _encode_continue(rev: int, last_key: bytes, prefix: bytes) -> str:
+    import base64
+
+    start = last_key[len(prefix):].decode() + "\x00"
+    raw = orjson.dumps({"v": "meta.k8s.io/v1", "rv": rev, "start": start})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=") if False else base64.urlsafe_b64encode(raw).decode()
+
+
+def _continue_expired(start: bytes, prefix: bytes) -> APIError:
+    """410 Expired for a continue token whose revision was compacted, with a fresh token
+    (rv -1: "continue from the latest revision", an inconsistent but complete remainder)."""
+    import base64
+
+    raw = orjson.dumps({"v": "meta.k8s.io/v1", "rv": -1, "start": start[len(prefix):].decode()})
+    return errors.expired(
+        "The provided continue parameter is too old to display a consistent list result. You can start a new "
+        "list without the continue parameter, or use the continue token in this response to retrieve the "
+        "remainder of the results. Continuing with the provided token results in an inconsistent list - objects "
+        "that were created, modified, or deleted between the time the first chunk was returned and now may show "
+        "up in the list.", base64.urlsafe_b64encode(raw).decode())
+
+
+def _decode_continue(token: str, prefix: bytes) -> tuple[int, bytes]:
+    import base64
+    import binascii
+
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = orjson.loads(raw)
+        if data.get("v") != "meta.k8s.io/v1":
+            raise ValueError
+        rev = int(data["rv"])
+        start = data["start"]
+        if not isinstance(start, str) or ".." in start.split("/") or start.startswith("/"):
+            raise ValueError
+    except (binascii.Error, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+        raise errors.bad_request("continue key is not valid: incorrect encoded start resourceVersion "
+                                 "(version meta.k8s.io/v1)") from None
+    if rev <= 0:
+        rev = 0
+    return rev, prefix + start.encode()
+
+
+class Reads:
+    """Mixin of RESTHandlers (handlers.py): needs .objects, .registry, .spawn and the other mixins."""
+
+    async def get(self, req: Request, route: Route) -> Response:
+        accept = codec.negotiate(req.headers.get("accept", ""))
+        rv = req.param("resourceVersion") or ""
+        obj = await self.objects.get(route.info, route.namespace, route.name or "", _read_revision(rv, req))
+        self._read_defaults(route.info, obj)
+        if accept.table:
+            table = make_table(route.info, [obj], {"resourceVersion": obj["metadata"].get("resourceVersion", "")},
+                               include_object=req.param("includeObject") or "Metadata", now=time.time())
+            return _json(200, table)
+        if accept.metadata:
+            return _json(200, _partial(obj))
+        return _json(200, obj, accept=accept)
+
+    def _read_defaults(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        if info.crd is not None:
+            schema = self._crd_schema(info)
+            if schema is not None:
+                schema.apply_defaults(obj)
+
+    async def list(self, req: Request, route: Route) -> Response:
+        info = route.info
+        accept = codec.negotiate(req.headers.get("accept", ""))
+        lsel = LabelSelector.parse(req.param("labelSelector") or "")
+        fsel = FieldSelector.for_resource(req.param("fieldSelector") or "", info)
+        limit = _int_param(req, "limit", 0)
+        cont = req.param("continue") or ""
+        rv = req.param("resourceVersion") or ""
+        match = req.param("resourceVersionMatch") or ""
+        if match and match not in ("NotOlderThan", "Exact"):
+            raise errors.bad_request(f'resourceVersionMatch: Unsupported value: "{match}": supported values: '
+                                     '"Exact", "NotOlderThan"')
+        if match and not rv:
+            raise errors.bad_request("resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless "
+                                     "resourceVersion is provided")
+        if cont and rv and rv != "0":
+            raise errors.bad_request("specifying resource version is not allowed when using continue")
+        prefix = prefix_of(info, route.namespace)
+        start = None
+        revision = 0
+        if cont:
+            revision, start = _decode_continue(cont, prefix)
+        elif rv and match == "Exact":
+            revision = _parse_rv(rv)
+        # Store-direct reads: RV=0 and NotOlderThan are served at the current revision,
+        # which is never older than asked (issue 4 serves them from the watch cache).
+        if rv and rv != "0" and match != "Exact" and not cont:
+            want = _parse_rv(rv)
+            cur = await self.objects.current_revision()
+            if want > cur:
+                raise errors.APIError(504, "Timeout", f"Too large resource version: {want}, current: {cur}",
+                                      {"causes": [{"reason": "ResourceVersionTooLarge",
+                                                   "message": "Too large resource version"}], "retryAfterSeconds": 1})
+        filtering = not (lsel.empty and fsel.empty)
+        items: list[dict[str, Any]] = []
+        next_key: bytes | None = None
+        remaining: int | None = None
+        read_rev = revision
+        # page through the store until `limit` matches (or the end)
+        while True:
+            want = (limit - len(items)) if limit else 0
+            batch = max(want, 100) if (limit and filtering) else want
+            try:
+                kvs, read_rev2, more, rest = await self.objects.list(info, route.namespace, revision=read_rev,
+                                                                     limit=batch, start=start)
+            except APIError as e:
+                if e.reason == "Expired" and cont:
+                    raise _continue_expired(start or prefix, prefix) from None
+                raise
+            read_rev = read_rev or read_rev2
+            last_key = None
+            for kv in kvs:
+                last_key = kv.key
+                obj = decode(kv)
+                if filtering:
+                    md = obj.get("metadata") or {}
+                    if not lsel.matches(md.get("labels")):
+                        continue
+                    if not fsel.empty and not fsel.matches(field_set(info, obj)):
+                        continue
+                items.append(obj)
+                if limit and len(items) >= limit:
+                    break
+            if limit and len(items) >= limit:
+                more = more or (last_key is not None and last_key != (kvs[-1].key if kvs else None))
+                if more:
+                    next_key = last_key
+                    if not filtering:
+                        remaining = rest
+                break
+            if not more or not kvs:
+                break
+            start = kvs[-1].key + b"\0"
+        if info.crd is not None:
+            for obj in items:
+                self._read_defaults(info, obj)
+        meta: dict[str, Any] = {"resourceVersion": str(read_rev)}
+        if next_key is not None:
+            meta["continue"] = _encode_continue(read_rev, next_key, prefix)
+            if remaining is not None and remaining > 0:
+                meta["remainingItemCount"] = remaining
+        if accept.table:
+            return _json(200, make_table(info, items, meta, include_object=req.param("includeObject") or "Metadata",
+                                         now=time.time()))
+        if accept.metadata:
+            return _json(200, {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                               "metadata": meta, "items": [_partial(o) for o in items]})
+        out = {"kind": info.list_kind, "apiVersion": info.group_version, "metadata": meta, "items": items}
+        return _json(200, out, accept=accept)
+
+    async def watch(self, req: Request, route: Route) -> None:
+        return await watch.serve_watch(self, req, route)
+

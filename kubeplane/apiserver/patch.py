@@ -130,16 +130,29 @@ class _SMPError(Exception):
         self.code = code
 
 
-def _go_fmt(v: Any) -> str:
-    """Roughly Go's %v of a decoded JSON value (for error messages)."""
+def go_value(v: Any) -> str:
+    """Go's `%+v` of a decoded JSON value: map[k:v ...] with sorted keys, [a b], <nil>,
+    floats in shortest form with an exponent below 1e-4 and from 1e6 on."""
     if isinstance(v, dict):
-        return "map[" + " ".join(f"{k}:{_go_fmt(x)}" for k, x in sorted(v.items())) + "]"
+        return "map[" + " ".join(f"{k}:{go_value(v[k])}" for k in sorted(v)) + "]"
     if isinstance(v, list):
-        return "[" + " ".join(_go_fmt(x) for x in v) + "]"
+        return "[" + " ".join(go_value(x) for x in v) + "]"
     if v is None:
         return "<nil>"
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, float) and v == v and v not in (float("inf"), float("-inf")):
+        if v == 0:
+            return "0"
+        from decimal import Decimal
+
+        sign, digits, exp = Decimal(repr(v)).normalize().as_tuple()
+        ds = "".join(map(str, digits))
+        e10 = len(ds) + int(exp) - 1
+        if e10 < -4 or e10 >= 6:
+            mant = ds[0] + ("." + ds[1:] if len(ds) > 1 else "")
+            return f"{'-' if sign else ''}{mant}e{'-' if e10 < 0 else '+'}{abs(e10):02d}"
+        return f"{v:.{max(0, len(ds) - e10 - 1)}f}"
     return str(v)
 
 
@@ -160,7 +173,7 @@ def _go_type(v: Any) -> str:
 
 
 def _no_merge_key(m: Any, key: str) -> _SMPError:
-    return _SMPError(f"map: {_go_fmt(m)} does not contain declared merge key: {key}")
+    return _SMPError(f"map: {go_value(m)} does not contain declared merge key: {key}")
 
 
 def _bad_arg_type(expected: str, actual: Any) -> _SMPError:
@@ -235,7 +248,7 @@ def _merge_map(original: dict, patch: dict, node: SchemaNode | None) -> dict:
             return _merge_map({}, patch, node)
         if directive == "delete":
             return {}
-        raise _SMPError(f"unknown patch type: {_go_fmt(directive)} in map: {_go_fmt(patch)}")
+        raise _SMPError(f"unknown patch type: {go_value(directive)} in map: {go_value(patch)}")
     _apply_retain_keys(original, patch)
     _apply_set_element_order(original, patch, node)
     for k, pv in patch.items():
@@ -350,8 +363,8 @@ def _validate_with_set_order(patch_list: list, order: list, merge_key: str) -> N
             pi += 1
         si += 1
     if pi < len(non_delete) and si >= len(order):
-        raise _SMPError(f"The order in patch list:\n{_go_fmt(patch_list)}\n doesn't match "
-                        f"{SET_ELEMENT_ORDER} list:\n{_go_fmt(order)}\n")
+        raise _SMPError(f"The order in patch list:\n{go_value(patch_list)}\n doesn't match "
+                        f"{SET_ELEMENT_ORDER} list:\n{go_value(order)}\n")
 
 
 def _merge_key_equal(left: Any, right: Any, merge_key: str) -> bool:
@@ -385,7 +398,7 @@ def _slice_kind(*lists: list) -> str | None:
             if kind is None:
                 kind = k
             elif kind != k:
-                raise _SMPError(f"list element types are not identical: {_go_fmt(list(lists))}")
+                raise _SMPError(f"list element types are not identical: {go_value(list(lists))}")
     return kind
 
 
@@ -447,7 +460,7 @@ def _merge_special_elements(original: list, patch: list, merge_key: str,
         elif directive == "merge":
             raise _SMPError("merging lists cannot yet be specified in the patch")
         else:
-            raise _SMPError(f"unknown patch type: {_go_fmt(directive)} in map: {_go_fmt(v)}")
+            raise _SMPError(f"unknown patch type: {go_value(directive)} in map: {go_value(v)}")
     if replace:
         return [_fresh(v, elem) for v in rest], []
     return original, rest

@@ -12,6 +12,7 @@ from ..errors import APIError, Cause
 from ..resources import ResourceInfo
 from ..storage import key_of
 from ..strategy import name_errors
+from ..patch import go_value
 from .common import _json_type
 from ..schema import validate
 from ..schema.crd import CRDSchema
@@ -19,30 +20,6 @@ from ..schema.crd import validate_crd
 from ..schema.defs import SchemaNode
 
 
-def _go_value(v: Any) -> str:
-    """Go's `%+v` of a decoded JSON value: map[k:v ...] with sorted keys, [a b], <nil>,
-    floats in shortest form with an exponent below 1e-4 and from 1e6 on."""
-    if isinstance(v, dict):
-        return "map[" + " ".join(f"{k}:{_go_value(v[k])}" for k in sorted(v)) + "]"
-    if isinstance(v, list):
-        return "[" + " ".join(_go_value(x) for x in v) + "]"
-    if v is None:
-        return "<nil>"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float) and v == v and v not in (float("inf"), float("-inf")):
-        if v == 0:
-            return "0"
-        from decimal import Decimal
-
-        sign, digits, exp = Decimal(repr(v)).normalize().as_tuple()
-        ds = "".join(map(str, digits))
-        e10 = len(ds) + int(exp) - 1
-        if e10 < -4 or e10 >= 6:
-            mant = ds[0] + ("." + ds[1:] if len(ds) > 1 else "")
-            return f"{'-' if sign else ''}{mant}e{'-' if e10 < 0 else '+'}{abs(e10):02d}"
-        return f"{v:.{max(0, len(ds) - e10 - 1)}f}"
-    return str(v)
 
 
 def _patch_decode_error(e: APIError, value: Any, *, strategic: bool) -> APIError:
@@ -56,7 +33,7 @@ def _patch_decode_error(e: APIError, value: Any, *, strategic: bool) -> APIError
     head = detail.find(" cannot be handled as a ")
     if head != -1 and " in version " in detail[:head]:
         detail = detail.split(": ", 1)[1] if ": " in detail else detail
-    shown = _go_value(value) if strategic else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    shown = go_value(value) if strategic else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
     body = f"Invalid value: {orjson.dumps(shown).decode()}: {detail}"
     return APIError(422, "Invalid", f' "" is invalid: patch: {body}',
                     {"causes": [{"reason": "FieldValueInvalid", "message": body, "field": "patch"}]})

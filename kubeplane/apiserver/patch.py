@@ -48,7 +48,7 @@ def deep_copy(v: Any) -> Any:
     return v
 
 
-def _go_kind(v: Any) -> str:
+def go_kind(v: Any) -> str:
     """The JSON kind in Go's json.UnmarshalTypeError wording."""
     if isinstance(v, dict):
         return "object"
@@ -96,7 +96,7 @@ def json_merge_patch(obj: dict, patch: Any) -> dict:
     400 like upstream's "error decoding patch".
     """
     if not isinstance(patch, dict):
-        raise bad_request(f"error decoding patch: json: cannot unmarshal {_go_kind(patch)} "
+        raise bad_request(f"error decoding patch: json: cannot unmarshal {go_kind(patch)} "
                           "into Go value of type map[string]interface {}")
     if not isinstance(obj, dict):
         raise bad_request("the object to patch is not a JSON object")
@@ -214,7 +214,7 @@ def strategic_merge_patch(obj: dict, patch: dict, schema: SchemaNode | None) -> 
     With `schema` None (structure unknown) the patch is applied as a JSON merge patch.
     """
     if not isinstance(patch, dict):
-        raise bad_request(f"json: cannot unmarshal {_go_kind(patch)} into Go value of type "
+        raise bad_request(f"json: cannot unmarshal {go_kind(patch)} into Go value of type "
                           "map[string]interface {}")
     if schema is None:
         return json_merge_patch(obj, patch)
@@ -568,10 +568,10 @@ def json_patch(obj: dict, ops: Any) -> dict:
     generic message; more than 10000 operations is 413.
     """
     if not isinstance(ops, list):
-        raise bad_request(f"json: cannot unmarshal {_go_kind(ops)} into Go value of type jsonpatch.Patch")
+        raise bad_request(f"json: cannot unmarshal {go_kind(ops)} into Go value of type jsonpatch.Patch")
     for op in ops:
         if not isinstance(op, dict):
-            raise bad_request(f"json: cannot unmarshal {_go_kind(op)} into Go value of type "
+            raise bad_request(f"json: cannot unmarshal {go_kind(op)} into Go value of type "
                               "jsonpatch.Operation")
     if len(ops) > MAX_JSON_PATCH_OPERATIONS:
         raise too_large(f"The allowed maximum operations in a JSON patch is "

@@ -10,6 +10,7 @@ from typing import Any
 from .. import codec, errors
 from ..errors import Cause
 from ..http import Request, Response
+from ..patch import go_kind
 from ..resources import ResourceInfo
 
 log = logging.getLogger("kubeplane.apiserver")
@@ -108,18 +109,7 @@ def _parse_rv(rv: str, field: str = "resourceVersion") -> int:
                                  else f"{field}: Invalid value: \"{rv}\": must be a valid resource version") from None
 
 
-def _json_type(v: Any) -> str:
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "array"
-    if v is None:
-        return "null"
-    return "object"
+_json_type = go_kind   # the JSON kind in Go's json.UnmarshalTypeError wording
 
 
 def _random_suffix() -> str:

@@ -291,6 +291,8 @@ def test_namespace_lifecycle(server):
     assert server.call("POST", "/api/v1/namespaces/doomed/configmaps", cm("free")).status == 201
     r = server.call("DELETE", "/api/v1/namespaces/doomed")
     assert r.status == 200 and r.json["status"]["phase"] == "Terminating"
+    # the namespace controller's finalizer is in spec, as upstream; metadata has none
+    assert r.json["spec"]["finalizers"] == ["kubernetes"] and "finalizers" not in r.json["metadata"]
     r = server.call("POST", "/api/v1/namespaces/doomed/configmaps", cm("late"))
     assert r.status == 403 and "because it is being terminated" in r.json["message"]
     deadline = time.time() + 10
@@ -328,6 +330,21 @@ def test_finalizers_and_delete_preconditions(server, ns):
                     content_type="application/merge-patch+json")
     assert r.status == 200
     assert server.call("GET", f"/api/v1/namespaces/{ns}/configmaps/f").status == 404
+
+
+def test_json_patch_test_failure_is_422_with_cause(server, ns):
+    o = server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", cm("jp", a="1")).json
+    ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": "1"},
+           {"op": "replace", "path": "/data/a", "value": "2"}]
+    r = server.call("PATCH", f"/api/v1/namespaces/{ns}/configmaps/jp", ops, content_type="application/json-patch+json")
+    assert r.status == 422 and r.json["reason"] == "Invalid"
+    assert r.json["message"] == "the server rejected our request due to an error in our request"
+    # no causes: kubectl against a real cluster prints exactly "The request is invalid: the server
+    # rejected our request due to an error in our request" (kubernetes-client/javascript#2095)
+    assert not r.json.get("details", {}).get("causes")
+    ops[0]["value"] = o["metadata"]["resourceVersion"]
+    r = server.call("PATCH", f"/api/v1/namespaces/{ns}/configmaps/jp", ops, content_type="application/json-patch+json")
+    assert r.status == 200 and r.json["data"] == {"a": "2"}
 
 
 def test_delete_returns_status_and_dry_run_changes_nothing(server, ns):

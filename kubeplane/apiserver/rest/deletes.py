@@ -77,7 +77,6 @@ class Deletes:
             if info.plural == "namespaces" and info.group == "":
                 if name in ("default", "kube-system", "kube-public"):
                     raise errors.forbidden("", "namespaces", name, "this namespace may not be deleted")
-                finalizers = finalizers or ["kubernetes"]
             if policy == "Foreground" and "foregroundDeletion" not in finalizers:
                 finalizers.append("foregroundDeletion")
             if policy == "Orphan" and "orphan" not in finalizers:
@@ -90,8 +89,15 @@ class Deletes:
                 nmd = new["metadata"]
                 nmd.setdefault("deletionTimestamp", now_rfc3339())
                 nmd["deletionGracePeriodSeconds"] = graceful or 0
-                nmd["finalizers"] = finalizers
+                if finalizers:
+                    nmd["finalizers"] = finalizers
+                else:
+                    nmd.pop("finalizers", None)
                 if info.plural == "namespaces" and info.group == "":
+                    # the namespace controller's finalizer lives in spec.finalizers (upstream)
+                    spec = new.setdefault("spec", {})
+                    if "kubernetes" not in (spec.get("finalizers") or []):
+                        spec["finalizers"] = [*(spec.get("finalizers") or []), "kubernetes"]
                     new["status"] = {**(new.get("status") or {}), "phase": "Terminating"}
                 if dry:
                     return new, 200

@@ -340,8 +340,9 @@ class Writes:
         md["resourceVersion"] = str(rev)
         if _same(current, new):
             return current          # no-op: nothing written, resourceVersion unchanged
-        if cmd.get("deletionTimestamp") and not md.get("finalizers"):
-            # the last finalizer is gone: the object goes away now
+        if cmd.get("deletionTimestamp") and not md.get("finalizers") and not (
+                info.plural == "namespaces" and info.group == "" and (new.get("spec") or {}).get("finalizers")):
+            # the last finalizer is gone (for a namespace also spec.finalizers): it goes now
             if not dry:
                 await self.objects.delete(info, route.namespace, cmd["name"], rev)
                 await self._after_delete(info, current)

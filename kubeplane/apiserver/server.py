@@ -97,6 +97,8 @@ class APIServer:
             host = cfg.bind_address if ":" not in cfg.bind_address else f"[{cfg.bind_address}]"
             self.kubeconfig_path = cfg.kubeconfig or os.path.join(cfg.data_dir, "kubeconfig")
             write_kubeconfig(self.kubeconfig_path, f"https://{host}:{self.secure_port}", self.pki)
+        if self.secure_port:
+            await self._bootstrap_kubernetes_service()
         # resume deletions that were in flight when the server stopped
         await self._resume_terminating()
 
@@ -118,17 +120,49 @@ class APIServer:
 
     # --- bootstrap ------------------------------------------------------------------------
     async def _bootstrap(self) -> None:
-        ns_info = self.registry.get("", "v1", "namespaces")
         for name in SYSTEM_NAMESPACES:
-            if await self.objects.get_kv(key_of(ns_info, None, name)) is not None:
-                continue
-            obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-            obj = await self.handlers.prepare_create(ns_info, None, obj, "kube-apiserver")
-            try:
-                await self.handlers.store_create(ns_info, obj, False)
-            except errors.APIError as e:
-                if e.reason != "AlreadyExists":
-                    raise
+            await self._ensure("", "namespaces", None, {"apiVersion": "v1", "kind": "Namespace",
+                                                         "metadata": {"name": name}})
+
+    async def _ensure(self, group: str, plural: str, namespace: str | None, obj: dict[str, Any],
+                      replace: bool = False) -> None:
+        """Create `obj` unless it exists; with `replace`, also overwrite one that differs in
+        the fields `obj` sets (used for the endpoints of the `kubernetes` service)."""
+        info = self.registry.get(group, "v1", plural)
+        kv = await self.objects.get_kv(key_of(info, namespace, obj["metadata"]["name"]))
+        if kv is not None:
+            if not replace:
+                return
+            cur = decode(kv)
+            if all(cur.get(k) == v for k, v in obj.items() if k not in ("metadata", "apiVersion", "kind")):
+                return
+            await self.handlers.guaranteed_update(
+                info, Route(info, namespace, obj["metadata"]["name"], None),
+                lambda c: {**c, **{k: v for k, v in obj.items() if k != "metadata"}},
+                "kube-apiserver", False, precondition=None, op="Update")
+            return
+        new = await self.handlers.prepare_create(info, namespace, obj, "kube-apiserver")
+        try:
+            await self.handlers.store_create(info, new, False)
+        except errors.APIError as e:
+            if e.reason != "AlreadyExists":
+                raise
+
+    async def _bootstrap_kubernetes_service(self) -> None:
+        """The `kubernetes` service in `default` and its endpoints, as every cluster has
+        (in-cluster clients find the API server through them): ClusterIP 10.96.0.1:443,
+        pointing at this server's HTTPS address."""
+        ip = self.config.bind_address if self.config.bind_address not in ("0.0.0.0", "::") else "127.0.0.1"
+        labels = {"component": "apiserver", "provider": "kubernetes"}
+        await self._ensure("", "services", "default", {
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes", "labels": labels},
+            "spec": {"clusterIP": "10.96.0.1", "type": "ClusterIP", "sessionAffinity": "None",
+                     "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": self.secure_port}]}})
+        await self._ensure("", "endpoints", "default", {
+            "apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "kubernetes", "labels": labels},
+            "subsets": [{"addresses": [{"ip": ip}],
+                         "ports": [{"name": "https", "port": self.secure_port, "protocol": "TCP"}]}]},
+            replace=True)
 
     async def _load_crds(self) -> None:
         info = self.registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions")

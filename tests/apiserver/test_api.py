@@ -311,6 +311,12 @@ def test_namespace_lifecycle(server):
 def test_system_namespaces_exist(server):
     names = {i["metadata"]["name"] for i in server.call("GET", "/api/v1/namespaces").json["items"]}
     assert {"default", "kube-system", "kube-public", "kube-node-lease"} <= names
+    svc = server.call("GET", "/api/v1/namespaces/default/services/kubernetes").json
+    assert svc["spec"]["clusterIP"] == "10.96.0.1" and svc["spec"]["ports"][0]["port"] == 443
+    ep = server.call("GET", "/api/v1/namespaces/default/endpoints/kubernetes").json
+    port = int(server.https_url.rsplit(":", 1)[1])
+    assert ep["subsets"] == [{"addresses": [{"ip": "127.0.0.1"}],
+                              "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]
 
 
 def test_finalizers_and_delete_preconditions(server, ns):

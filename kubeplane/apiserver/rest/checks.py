@@ -9,17 +9,14 @@ import orjson
 
 from .. import errors
 from ..errors import APIError, Cause
+from ..patch import go_value
 from ..resources import ResourceInfo
+from ..schema import validate
+from ..schema.crd import CRDSchema, validate_crd
+from ..schema.defs import SchemaNode
 from ..storage import key_of
 from ..strategy import name_errors
-from ..patch import go_value
 from .common import _json_type
-from ..schema import validate
-from ..schema.crd import CRDSchema
-from ..schema.crd import validate_crd
-from ..schema.defs import SchemaNode
-
-
 
 
 def _patch_decode_error(e: APIError, value: Any, *, strategic: bool) -> APIError:
@@ -131,7 +128,6 @@ class Checks:
         av = obj.get("apiVersion")
         if k is not None and k != "" and k != kind:
             raise errors.bad_request(f"the kind in the data ({k!s}) does not match the expected kind ({kind})")
-            # (upstream text differs slightly between codecs; the reason is what clients use)
         if av is not None and av != "" and av != info.group_version:
             raise errors.bad_request(f"the API version in the data ({av}) does not match the expected API "
                                      f"version ({info.group_version})")

@@ -13,6 +13,7 @@ from ..http import Request, Response
 from ..patch import go_kind
 from ..resources import ResourceInfo
 
+
 log = logging.getLogger("kubeplane.apiserver")
 
 

@@ -9,9 +9,9 @@ from .. import codec, errors
 from ..errors import APIError, Cause
 from ..http import Request, Response
 from ..resources import ResourceInfo
+from ..selectors import FieldSelector, LabelSelector, field_set
 from ..storage import decode, key_of
 from .common import Route, _RETURNS_DELETED, _dry_run, _int_param, _json, log, now_rfc3339
-from ..selectors import FieldSelector, LabelSelector, field_set
 
 
 class Deletes:

@@ -10,10 +10,10 @@ from .. import codec, errors, watch
 from ..errors import APIError
 from ..http import Request, Response
 from ..resources import ResourceInfo
-from ..storage import decode, prefix_of
-from .common import Route, _int_param, _json, _parse_rv, _partial
 from ..selectors import FieldSelector, LabelSelector, field_set
+from ..storage import decode, prefix_of
 from ..tables import make_table
+from .common import Route, _int_param, _json, _parse_rv, _partial
 
 
 def _read_revision(rv: str, req: Request) -> int:

@@ -4,12 +4,12 @@ from __future__ import annotations
 from typing import Any
 
 from .. import codec, errors
+from .. import patch as patchmod
 from ..errors import Cause
 from ..http import Request, Response
 from ..resources import ResourceInfo
-from .common import Route, _dry_run, _json, _json_type, _manager, now_rfc3339
-from .. import patch as patchmod
 from ..selectors import LabelSelector
+from .common import Route, _dry_run, _json, _json_type, _manager, now_rfc3339
 
 
 def _get_path(obj: dict[str, Any], path: str) -> Any:

@@ -6,20 +6,19 @@ import copy
 import uuid
 from typing import Any, Callable
 
-from .. import codec, errors
+from .. import codec, errors, fieldmanager
+from .. import patch as patchmod
 from ..errors import APIError, Cause
+from ..fieldmanager import update_managed_fields
 from ..http import Request, Response
 from ..resources import ResourceInfo
+from ..schema.crd import crd_defaults
 from ..storage import decode, key_of
 from .checks import _patch_decode_error, _same
 from .common import (
     Route, _SERVER_MANAGED, _bool_param, _dry_run, _field_validation, _json, _json_type, _manager,
     _parse_rv, _random_suffix, _warning_headers, now_rfc3339,
 )
-from .. import fieldmanager
-from .. import patch as patchmod
-from ..fieldmanager import update_managed_fields
-from ..schema.crd import crd_defaults
 
 
 class Writes:

@@ -672,3 +672,97 @@ def test_crd_status_scale_printer_columns_selectable_fields(server):
     assert r.status == 200 and [o["metadata"]["name"] for o in r.json["items"]] == ["g2"]
     assert server.call("GET", f"{base}?fieldSelector=spec.count%3D1").status == 400
     server.call("DELETE", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.example.org")
+
+
+# --- every built-in resource: create, get, list, status, delete -------------------------------
+
+_TEMPLATE = {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}
+_SAMPLES = {
+    ("", "pods"): {"spec": {"containers": [{"name": "c", "image": "nginx"}]}},
+    ("", "nodes"): {"spec": {"podCIDR": "10.244.1.0/24"}},
+    ("", "services"): {"spec": {"ports": [{"port": 80}]}},
+    ("", "endpoints"): {"subsets": [{"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 80}]}]},
+    ("", "configmaps"): {"data": {"k": "v"}},
+    ("", "secrets"): {"stringData": {"k": "v"}},
+    ("", "serviceaccounts"): {},
+    ("", "events"): {"involvedObject": {"kind": "Pod", "name": "p", "namespace": "NS"}, "reason": "Test",
+                     "message": "hello", "type": "Normal"},
+    ("", "persistentvolumeclaims"): {"spec": {"accessModes": ["ReadWriteOnce"],
+                                              "resources": {"requests": {"storage": "1Gi"}}}},
+    ("", "limitranges"): {"spec": {"limits": [{"type": "Container", "default": {"cpu": "100m"}}]}},
+    ("", "resourcequotas"): {"spec": {"hard": {"pods": "10"}}},
+    ("apps", "deployments"): {"spec": {"selector": {"matchLabels": {"app": "x"}}, "template": _TEMPLATE}},
+    ("apps", "replicasets"): {"spec": {"selector": {"matchLabels": {"app": "x"}}, "template": _TEMPLATE}},
+    ("apps", "statefulsets"): {"spec": {"selector": {"matchLabels": {"app": "x"}}, "serviceName": "x",
+                                        "template": _TEMPLATE}},
+    ("apps", "daemonsets"): {"spec": {"selector": {"matchLabels": {"app": "x"}}, "template": _TEMPLATE}},
+    ("batch", "jobs"): {"spec": {"template": {"spec": {"restartPolicy": "Never",
+                                                       "containers": [{"name": "c", "image": "busybox"}]}}}},
+    ("batch", "cronjobs"): {"spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": {"spec": {
+        "restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "busybox"}]}}}}}},
+    ("coordination.k8s.io", "leases"): {"spec": {"holderIdentity": "node-1", "leaseDurationSeconds": 40,
+                                                 "renewTime": "2026-01-01T00:00:00.000000Z"}},
+    ("discovery.k8s.io", "endpointslices"): {"addressType": "IPv4",
+                                             "endpoints": [{"addresses": ["10.0.0.2"]}], "ports": [{"port": 80}]},
+    ("events.k8s.io", "events"): {"eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "test/x",
+                                  "reportingInstance": "x-1", "action": "Tested", "reason": "Test", "type": "Normal",
+                                  "regarding": {"kind": "Pod", "name": "p"}},
+    ("rbac.authorization.k8s.io", "roles"): {"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]},
+    ("rbac.authorization.k8s.io", "rolebindings"): {
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"},
+        "subjects": [{"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}]},
+    ("rbac.authorization.k8s.io", "clusterroles"): {"rules": [{"nonResourceURLs": ["/healthz"], "verbs": ["get"]}]},
+    ("rbac.authorization.k8s.io", "clusterrolebindings"): {
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "r"},
+        "subjects": [{"kind": "Group", "name": "devs", "apiGroup": "rbac.authorization.k8s.io"}]},
+}
+
+
+@pytest.mark.parametrize("group,plural", sorted(_SAMPLES), ids=lambda x: x or "core")
+def test_every_builtin_resource_round_trips(server, ns, group, plural):
+    from kubeplane.apiserver.resources import BUILTIN
+
+    info = next(r for r in BUILTIN if r.group == group and r.plural == plural)
+    base = "/api/v1" if not group else f"/apis/{group}/{info.version}"
+    coll = f"{base}/namespaces/{ns}/{plural}" if info.namespaced else f"{base}/{plural}"
+    name = f"rt-{ns}"[:60] if not info.namespaced else "rt"
+    body = json.loads(json.dumps(_SAMPLES[(group, plural)]).replace('"NS"', json.dumps(ns)))
+    body.update({"apiVersion": info.group_version, "kind": info.kind, "metadata": {"name": name}})
+    r = server.call("POST", coll + "?fieldValidation=Strict", body)
+    assert r.status == 201, r
+    assert r.json["kind"] == info.kind and r.json["apiVersion"] == info.group_version
+    g = server.call("GET", f"{coll}/{name}")
+    assert g.status == 200 and g.json["metadata"]["uid"] == r.json["metadata"]["uid"]
+    lst = server.call("GET", coll).json
+    assert lst["kind"] == info.list_kind and name in [o["metadata"]["name"] for o in lst["items"]]
+    t = server.call("GET", coll, headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}).json
+    # (events' first column is LAST SEEN, so find the row by its object's name)
+    assert t["kind"] == "Table" and any(row["object"]["metadata"]["name"] == name for row in t["rows"])
+    if "status" in info.subresources:
+        st = server.call("GET", f"{coll}/{name}/status")
+        assert st.status == 200 and st.json["metadata"]["name"] == name
+    d = server.call("DELETE", f"{coll}/{name}")
+    assert d.status == 200, d
+    deadline = time.time() + 5
+    while time.time() < deadline and server.call("GET", f"{coll}/{name}").status != 404:
+        time.sleep(0.05)
+    assert server.call("GET", f"{coll}/{name}").status == 404
+
+
+def test_pod_eviction_and_node_status(server, ns):
+    assert server.call("POST", f"/api/v1/namespaces/{ns}/pods", pod("ev")).status == 201
+    r = server.call("POST", f"/api/v1/namespaces/{ns}/pods/ev/eviction",
+                    {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "ev", "namespace": ns}})
+    assert r.status == 201 and r.json["status"] == "Success"
+    assert server.call("GET", f"/api/v1/namespaces/{ns}/pods/ev").status == 404
+    node = f"node-{ns}"[:60]
+    assert server.call("POST", "/api/v1/nodes", {"metadata": {"name": node}}).status == 201
+    n = server.call("GET", f"/api/v1/nodes/{node}").json
+    n["status"] = {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                   "message": "ok", "lastHeartbeatTime": "2026-01-01T00:00:00Z",
+                                   "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+    r = server.call("PUT", f"/api/v1/nodes/{node}/status", n)
+    assert r.status == 200 and r.json["status"]["conditions"][0]["type"] == "Ready"
+    t = server.call("GET", f"/api/v1/nodes/{node}", headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}).json
+    assert t["rows"][0]["cells"][:2] == [node, "Ready"]
+    assert server.call("DELETE", f"/api/v1/nodes/{node}").status == 200

@@ -4,6 +4,7 @@
     python -m bench store --help     # the store benchmark's options
     python -m bench http --help      # the HTTP stack benchmark's options
     python -m bench api --help       # the API server's write path (pod creates, patches)
+    python -m bench read --help      # the read path at scale (lists, gets, watch fan-out, memory, relist storm)
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ def _api(argv: list[str]) -> int:
     return main(argv)
 
 
-BENCHMARKS: dict[str, Callable[[list[str]], int]] = {"store": _store, "http": _http, "api": _api}
+def _read(argv: list[str]) -> int:
+    from .read_bench import main
+
+    return main(argv)
+
+
+BENCHMARKS: dict[str, Callable[[list[str]], int]] = {"store": _store, "http": _http, "api": _api, "read": _read}
 
 
 def main(argv: list[str]) -> int:

@@ -72,6 +72,10 @@ def _add_apiserver_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--auto-compaction-retention", default="5m",
                         help="embedded store compaction (default %(default)s, as kube-apiserver compacts every 5m)")
     parser.add_argument("--watch-progress-notify-interval", type=float, default=5.0, metavar="SECONDS")
+    parser.add_argument("--watch-cache", default="true", choices=("true", "false"),
+                        help="serve reads and watches from per-resource watch caches (default %(default)s)")
+    parser.add_argument("--watch-cache-sizes", default="", metavar="RESOURCE#SIZE,...",
+                        help="per-resource event buffer caps; RESOURCE#0 disables that resource's cache")
 
 
 def _apiserver_serve(args: argparse.Namespace) -> int:
@@ -86,6 +90,8 @@ def _apiserver_serve(args: argparse.Namespace) -> int:
         http_listen=args.http_listen,
         kubeconfig=args.kubeconfig,
         max_body=args.max_request_body_bytes,
+        watch_cache=args.watch_cache == "true",
+        watch_cache_sizes=args.watch_cache_sizes,
         store_options=dict(
             quota_bytes=args.quota_backend_bytes,
             auto_compaction_mode=args.auto_compaction_mode,

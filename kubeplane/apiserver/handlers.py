@@ -22,6 +22,7 @@ import asyncio
 from typing import Any, Awaitable, Callable
 
 from . import errors
+from .cache.manager import CacheManager
 from .http import Request, Response
 from .registry import Registry
 from .rest.checks import Checks
@@ -44,6 +45,7 @@ class RESTHandlers(Reads, Checks, Writes, Deletes, Subresources):
         self.namespace_deleter: Callable[[str], Awaitable[None]] | None = None
         self.crd_deleter: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         self.background: set[asyncio.Task] = set()
+        self.caches: CacheManager | None = None     # the watch caches (server.py sets them)
 
 
     def spawn(self, coro: Awaitable[None]) -> None:

@@ -18,6 +18,7 @@ import orjson
 from ..store.interface import Store
 from . import errors
 from .app import App, status_body
+from .cache.manager import CacheManager, parse_sizes
 from .handlers import RESTHandlers, Route, now_rfc3339
 from .http import HTTPServer
 from .registry import Registry
@@ -37,6 +38,8 @@ class ServerConfig:
     http_listen: str | None = None     # "127.0.0.1:8080": plain HTTP without auth (tests)
     kubeconfig: str | None = None      # default: <data_dir>/kubeconfig
     max_body: int = 3 * 1024 * 1024
+    watch_cache: bool = True           # --watch-cache
+    watch_cache_sizes: str = ""        # --watch-cache-sizes pods#0,...
     store_options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -72,6 +75,11 @@ class APIServer:
         self.handlers.crd_deleter = self._delete_crd_objects
         await self._load_crds()
         await self._bootstrap()
+        self.caches = CacheManager(self.store, parse_sizes(cfg.watch_cache_sizes), enabled=cfg.watch_cache)
+        self.handlers.caches = self.caches
+        cachers = [c for c in (self.caches.cacher(info) for info in self.registry.resources()) if c is not None]
+        # serve only once every cache holds its state (upstream's readyz waits for the caches too)
+        await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in cachers)), 300)
         token = None
         if cfg.secure_port >= 0:
             from .certs import ensure_pki, write_kubeconfig
@@ -108,6 +116,8 @@ class APIServer:
                 await srv.close()
         for t in list(getattr(self, "handlers", None).background if getattr(self, "handlers", None) else []):
             t.cancel()
+        if getattr(self, "caches", None) is not None:
+            await self.caches.stop()
         if self.store is not None and self._own_store:
             await self.store.close()
 

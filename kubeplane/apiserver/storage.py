@@ -7,6 +7,7 @@ delete never applies over a newer version than the one it read.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -30,20 +31,41 @@ def prefix_of(info: ResourceInfo, namespace: str | None) -> bytes:
     return info.key_prefix.encode()
 
 
+# Stored objects start with kind, apiVersion and metadata, in that order (encode() writes
+# them so); the resourceVersion is then spliced into the bytes without decoding them.
+_HEAD = re.compile(rb'\{"kind":"[^"\\]*","apiVersion":"[^"\\]*","metadata":\{')
+
+
+def with_rv(value: bytes, rev: int) -> bytes:
+    """The stored JSON with `metadata.resourceVersion` = `rev`: the bytes every GET, LIST
+    and watch event of this version carries (serialized once)."""
+    m = _HEAD.match(value)
+    if m is None:   # written by someone else: decode, set, encode
+        obj = orjson.loads(value)
+        md = obj.get("metadata")
+        if not isinstance(md, dict):
+            md = obj["metadata"] = {}
+        md["resourceVersion"] = str(rev)
+        return orjson.dumps(obj)
+    j = m.end()
+    sep = b"" if value[j:j + 1] == b"}" else b","
+    return b'%s"resourceVersion":"%d"%s%s' % (value[:j], rev, sep, value[j:])
+
+
 def decode(kv: KeyValue) -> dict[str, Any]:
-    obj = orjson.loads(kv.value)
-    md = obj.get("metadata")
-    if md is None:
-        md = obj["metadata"] = {}
-    md["resourceVersion"] = str(kv.mod_revision)
-    return obj
+    return orjson.loads(with_rv(kv.value, kv.mod_revision))
 
 
 def encode(obj: dict[str, Any]) -> bytes:
-    md = obj.get("metadata") or {}
+    """The stored form: JSON without resourceVersion, kind/apiVersion/metadata first."""
+    md = obj.get("metadata")
+    if not isinstance(md, dict):
+        md = {}
     rv = md.pop("resourceVersion", None)
     try:
-        return orjson.dumps(obj)
+        if list(obj)[:3] == ["kind", "apiVersion", "metadata"]:
+            return orjson.dumps(obj)
+        return orjson.dumps({"kind": obj.get("kind"), "apiVersion": obj.get("apiVersion"), "metadata": md, **obj})
     finally:
         if rv is not None:
             md["resourceVersion"] = rv

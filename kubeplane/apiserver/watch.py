@@ -23,6 +23,8 @@ import orjson
 from ..store import errors as store_errors
 from ..store.types import EventType, prefix_end
 from . import codec, errors
+from .cache.cacher import Cacher, TooOld
+from .cache.entry import Entry
 from .http import Request
 from .storage import decode, prefix_of
 
@@ -98,6 +100,17 @@ async def serve_watch(h: "RESTHandlers", req: Request, route: "Route") -> None:
     else:
         key, end = prefix, prefix_end(prefix)
 
+    cacher = await h._ready_cacher(info)
+    if cacher is not None:
+        def entry_matches(e: Entry) -> bool:
+            return lsel.matches(e.labels) and (fsel.empty or fsel.matches(e.fields))
+
+        pred = entry_matches if filtering else None
+        node = fsel.exact("spec.nodeName") if (info.group, info.plural) == ("", "pods") else None
+        plain = info.crd is None and not (accept.table or accept.metadata)
+        return await _watch_cache(req, info, cacher, key, end or key + b"\0", rv, send_initial_b, bookmarks,
+                                  timeout, pred, node, None if plain else render)
+
     initial: list[dict[str, Any]] = []
     if rv in ("", "0") or send_initial_b:
         kvs, start_rev, _, _ = await h.objects.list(info, route.namespace)
@@ -168,7 +181,10 @@ async def serve_watch(h: "RESTHandlers", req: Request, route: "Route") -> None:
                         kind = "MODIFIED" if old_ok else "ADDED"
                         stream.write(_event(kind, render(new)))
                     elif old_ok:
-                        stream.write(_event("DELETED", render(new)))
+                        # upstream's cacheWatcher: the previous content at the event's revision
+                        old = decode(ev.prev_kv) if ev.prev_kv is not None else new
+                        old["metadata"]["resourceVersion"] = str(ev.kv.mod_revision)
+                        stream.write(_event("DELETED", render(old)))
                 else:
                     if ev.prev_kv is None:
                         continue
@@ -189,6 +205,83 @@ async def serve_watch(h: "RESTHandlers", req: Request, route: "Route") -> None:
             await watcher.cancel()
         except Exception:
             pass
+    return None
+
+
+async def _watch_cache(req: Request, info, cacher: Cacher, lo: bytes, hi: bytes, rv: str,
+                       send_initial: bool | None, bookmarks: bool, timeout: float, pred, node: str | None,
+                       render) -> None:
+    """A watch served from the watch cache: the shared, already-encoded event lines are
+    written to the connection as they are (unless the client asked for a Table or
+    metadata only: `render` then converts each object)."""
+    def out(lines: list[bytes]) -> bytes:
+        if render is None:
+            return b"".join(lines)
+        conv = []
+        for line in lines:
+            ev = orjson.loads(line)
+            conv.append(_event(ev["type"], render(ev["object"])))
+        return b"".join(conv)
+
+    initial: list[bytes] = []
+    if rv in ("", "0") or send_initial:
+        if send_initial and rv not in ("", "0") and rv.isdigit():
+            await cacher.wait_for(int(rv), 3.0)
+        after = cacher.rev
+        if send_initial is not False:
+            initial = [b'{"type":"ADDED","object":%s}\n' % e.data for e in cacher.entries(lo, hi)
+                       if pred is None or pred(e)]
+    else:
+        try:
+            after = int(rv)
+        except ValueError:
+            raise errors.bad_request(f'invalid resource version "{rv}"') from None
+        if after > cacher.rev:
+            await cacher.wait_for(after, 3.0)
+    if after < cacher.buffer.base and not cacher.prefilled.is_set():
+        try:   # just started: the history before the listed state is still being loaded
+            await asyncio.wait_for(cacher.prefilled.wait(), 3.0)
+        except asyncio.TimeoutError:
+            pass
+    headers = [("Content-Type", "application/json"), ("Cache-Control", "no-cache, private")]
+    try:
+        w = cacher.watch(lo, hi, after, pred, node)
+    except TooOld as e:
+        stream = req.start_stream(200, headers)
+        stream.write(_event("ERROR", _too_old(e.asked, e.oldest)))
+        return None
+    stream = req.start_stream(200, headers)
+    try:
+        if initial:
+            stream.write(out(initial))
+        if send_initial:
+            stream.write(_event("BOOKMARK", _bookmark(info, after, initial_end=True)))
+        deadline = time.monotonic() + timeout
+        next_bookmark = time.monotonic() + BOOKMARK_EVERY
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            wait = deadline - now
+            if bookmarks:
+                wait = min(wait, max(next_bookmark - now, 0.0))
+            await w.wait(wait)
+            lines = w.drain()
+            if lines:
+                stream.write(out(lines))
+            if w.closed or stream.closed:
+                break
+            if stream.backlog > MAX_BACKLOG:
+                cacher.terminated_watchers += 1
+                break      # slow reader: close rather than buffer without bound
+            now = time.monotonic()
+            if bookmarks and now >= next_bookmark and now < deadline:
+                stream.write(_event("BOOKMARK", _bookmark(info, w.rev)))
+                next_bookmark = now + BOOKMARK_EVERY
+        if bookmarks and not stream.closed and not w.closed:
+            stream.write(_event("BOOKMARK", _bookmark(info, w.rev)))
+    finally:
+        w.close()
     return None
 
 

@@ -12,10 +12,14 @@ from kubeplane.apiserver.server import APIServer, ServerConfig
 from kubeplane.store.mvcc import EmbeddedStore
 
 
-@pytest.fixture
-async def api(tmp_path):
+@pytest.fixture(params=["cache", "store"])
+async def api(tmp_path, request):
+    """The server with its watch caches (configmaps' event buffer capped at 3 events, so
+    the window is easy to leave) and without them (reads straight from the store)."""
     store = EmbeddedStore(tmp_path / "store")
-    server = APIServer(ServerConfig(data_dir=str(tmp_path), secure_port=-1, http_listen="127.0.0.1:0"), store=store)
+    config = ServerConfig(data_dir=str(tmp_path), secure_port=-1, http_listen="127.0.0.1:0",
+                          watch_cache=request.param == "cache", watch_cache_sizes="configmaps#3")
+    server = APIServer(config, store=store)
     await server.start()
     async with aiohttp.ClientSession(f"http://127.0.0.1:{server.http_port}") as session:
         yield server, store, session
@@ -54,15 +58,20 @@ async def test_continue_token_after_compaction_is_410_with_fresh_token(api):
     assert names == ["c2", "c3", "c4", "c9"]
 
 
-async def test_watch_from_compacted_revision_gets_410_error_event(api):
+async def test_watch_from_a_revision_out_of_the_window_gets_410_error_event(api):
+    """Out of the window: older than the cache's event buffer, or (without the cache)
+    compacted in the store."""
     server, store, s = api
     first = await _post(s, "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "w0"}})
     old_rv = int(first["metadata"]["resourceVersion"])
     for i in range(1, 4):
         await _post(s, "/api/v1/namespaces/default/configmaps", {"metadata": {"name": f"w{i}"}})
+    for i in range(4, 8):   # more changes than the cache's 3-event buffer holds
+        await _post(s, "/api/v1/namespaces/default/configmaps", {"metadata": {"name": f"w{i}"}})
     now = await store.current_revision()
     await store.compact(now)
-    async with s.get(f"/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={old_rv}") as r:
+    async with s.get(f"/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={old_rv}"
+                     f"&timeoutSeconds=5") as r:
         assert r.status == 200
         lines = [orjson.loads(x) for x in (await r.read()).splitlines() if x.strip()]
     assert len(lines) == 1 and lines[0]["type"] == "ERROR"

@@ -153,6 +153,9 @@ class Deletes:
 
     async def _after_delete(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
         if info.plural == "customresourcedefinitions" and info.group == "apiextensions.k8s.io":
+            if self.caches is not None:
+                for crd_info in self.registry.crd_resources(obj["metadata"]["name"])[:1]:
+                    self.caches.drop(crd_info)
             self.registry.remove_crd(obj["metadata"]["name"])
         # Background propagation: dependents go after their owner (garbage collector).
         self.spawn(self._delete_dependents(obj, orphan=False))

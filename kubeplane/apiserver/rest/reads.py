@@ -1,19 +1,46 @@
 """get, list (selectors, pagination with continue tokens), watch."""
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import orjson
 
 from .. import codec, errors, watch
-from ..errors import APIError
+from ..errors import APIError, Cause
 from ..http import Request, Response
 from ..resources import ResourceInfo
 from ..selectors import FieldSelector, LabelSelector, field_set
-from ..storage import decode, prefix_of
+from ...store import errors as store_errors
+from ...store.types import prefix_end
+from ..cache.cacher import Cacher, TooOld
+from ..cache.entry import Entry
+from ..storage import decode, key_of, prefix_of
 from ..tables import make_table
 from .common import Route, _int_param, _json, _parse_rv, _partial
+
+
+def _validate_list_options(rv: str, match: str) -> None:
+    """Upstream's ValidateListOptions: 422 Invalid on ListOptions.meta.k8s.io."""
+    causes = []
+    if match and match not in ("NotOlderThan", "Exact"):
+        causes.append(Cause("FieldValueNotSupported", "resourceVersionMatch",
+                            f'Unsupported value: "{match}": supported values: "Exact", "NotOlderThan", ""'))
+    elif match and not rv:
+        causes.append(Cause("FieldValueForbidden", "resourceVersionMatch",
+                            "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"))
+    elif match == "Exact" and rv == "0":
+        causes.append(Cause("FieldValueForbidden", "resourceVersionMatch",
+                            'Forbidden: resourceVersionMatch "exact" is forbidden for resourceVersion "0"'))
+    if causes:
+        raise errors.invalid("meta.k8s.io", "ListOptions", "", causes)
+
+
+def _too_large(want: int, have: int) -> APIError:
+    return errors.APIError(504, "Timeout", f"Too large resource version: {want}, current: {have}",
+                           {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                            "retryAfterSeconds": 1})
 
 
 def _read_revision(rv: str, req: Request) -> int:
@@ -72,10 +99,41 @@ def _decode_continue(token: str, prefix: bytes) -> tuple[int, bytes]:
 class Reads:
     """Mixin of RESTHandlers (handlers.py): needs .objects, .registry, .spawn and the other mixins."""
 
+    def _cacher(self, info: ResourceInfo) -> Cacher | None:
+        caches = getattr(self, "caches", None)
+        return caches.cacher(info) if caches is not None else None
+
+    async def _ready_cacher(self, info: ResourceInfo) -> Cacher | None:
+        """The resource's cache for a LIST or WATCH: None when disabled; 429 with
+        Retry-After when it is still loading after a short wait (a CRD's cache starts
+        on first use)."""
+        cacher = self._cacher(info)
+        if cacher is not None and not cacher.ready.is_set():
+            try:
+                await asyncio.wait_for(cacher.ready.wait(), 1.0)
+            except asyncio.TimeoutError:
+                raise errors.APIError(429, "TooManyRequests", "storage is (re)initializing",
+                                      {"retryAfterSeconds": 1}, headers={"Retry-After": "1"}) from None
+        return cacher
+
     async def get(self, req: Request, route: Route) -> Response:
         accept = codec.negotiate(req.headers.get("accept", ""))
         rv = req.param("resourceVersion") or ""
-        obj = await self.objects.get(route.info, route.namespace, route.name or "", _read_revision(rv, req))
+        cacher = self._cacher(route.info)
+        if (cacher is not None and cacher.ready.is_set() and rv
+                and req.param("resourceVersionMatch") != "Exact"):
+            # resourceVersion 0 (any) or N (not older than N): served from the cache
+            want = _parse_rv(rv)
+            if want and not await cacher.wait_for(want, 3.0):
+                raise _too_large(want, cacher.rev)
+            entry = cacher.get(key_of(route.info, route.namespace, route.name or ""))
+            if entry is None:
+                raise errors.not_found(route.info.group, route.info.plural, route.name or "")
+            if route.info.crd is None and not (accept.table or accept.metadata or accept.yaml):
+                return Response(200, entry.data)
+            obj = entry.obj()
+        else:
+            obj = await self.objects.get(route.info, route.namespace, route.name or "", _read_revision(rv, req))
         self._read_defaults(route.info, obj)
         if accept.table:
             table = make_table(route.info, [obj], {"resourceVersion": obj["metadata"].get("resourceVersion", "")},
@@ -100,15 +158,16 @@ class Reads:
         cont = req.param("continue") or ""
         rv = req.param("resourceVersion") or ""
         match = req.param("resourceVersionMatch") or ""
-        if match and match not in ("NotOlderThan", "Exact"):
-            raise errors.bad_request(f'resourceVersionMatch: Unsupported value: "{match}": supported values: '
-                                     '"Exact", "NotOlderThan"')
-        if match and not rv:
-            raise errors.bad_request("resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless "
-                                     "resourceVersion is provided")
+        _validate_list_options(rv, match)
         if cont and rv and rv != "0":
             raise errors.bad_request("specifying resource version is not allowed when using continue")
         prefix = prefix_of(info, route.namespace)
+        cacher = await self._ready_cacher(info)
+        if cacher is not None:
+            resp = await self._list_from_cache(req, route, cacher, accept, lsel, fsel, limit, cont, rv, match,
+                                               prefix)
+            if resp is not None:
+                return resp
         start = None
         revision = 0
         if cont:
@@ -121,9 +180,7 @@ class Reads:
             want = _parse_rv(rv)
             cur = await self.objects.current_revision()
             if want > cur:
-                raise errors.APIError(504, "Timeout", f"Too large resource version: {want}, current: {cur}",
-                                      {"causes": [{"reason": "ResourceVersionTooLarge",
-                                                   "message": "Too large resource version"}], "retryAfterSeconds": 1})
+                raise _too_large(want, cur)
         filtering = not (lsel.empty and fsel.empty)
         items: list[dict[str, Any]] = []
         next_key: bytes | None = None
@@ -180,6 +237,90 @@ class Reads:
                                "metadata": meta, "items": [_partial(o) for o in items]})
         out = {"kind": info.list_kind, "apiVersion": info.group_version, "metadata": meta, "items": items}
         return _json(200, out, accept=accept)
+
+    async def _list_from_cache(self, req: Request, route: Route, cacher: Cacher, accept: codec.Accept,
+                               lsel: LabelSelector, fsel: FieldSelector, limit: int, cont: str, rv: str,
+                               match: str, prefix: bytes) -> Response | None:
+        """A LIST served from the watch cache, or None to read the store instead (a
+        revision outside the cache's window; consistent reads when the store's progress
+        notifications cannot be trusted, or the cache did not catch up within 3 s)."""
+        info = route.info
+        rev: int | None = None          # None: the cache's current state
+        start = None
+        if cont:
+            tok_rev, start = _decode_continue(cont, prefix)
+            rev = tok_rev or None
+        elif rv == "0":
+            limit = 0                   # upstream ignores limit for resourceVersion=0
+        elif not rv:
+            if not self.objects.store.info.progress_requests_reliable:
+                return None             # etcd < 3.4.31: a quorum read from the store
+            want = await cacher.consistent_revision()
+            if not await cacher.wait_for(want, 3.0):
+                return None
+        elif match == "Exact":
+            rev = _parse_rv(rv)
+            if rev > cacher.rev and not await cacher.wait_for(rev, 3.0):
+                raise _too_large(rev, cacher.rev)
+        else:
+            want = _parse_rv(rv)
+            if not await cacher.wait_for(want, 3.0):
+                raise _too_large(want, cacher.rev)
+        hi = prefix_end(prefix)
+        if rev is not None and rev < cacher.rev:
+            # the cache could rebuild the older state, but the revision must still exist in the
+            # store: a compacted one is gone for every reader (410, as upstream)
+            try:
+                await self.objects.store.range(prefix, hi, revision=rev, count_only=True)
+            except store_errors.CompactedError:
+                if cont:
+                    raise _continue_expired(start or prefix, prefix) from None
+                raise errors.APIError(410, "Expired", "The resourceVersion for the provided list is too old.") \
+                    from None
+        read_rev = cacher.rev if rev is None else rev
+        filtering = not (lsel.empty and fsel.empty)
+        try:
+            it = iter(cacher.entries(prefix, hi, rev, start))
+            picked: list[Entry] = []
+            more = False
+            for e in it:
+                if filtering and not (lsel.matches(e.labels) and (fsel.empty or fsel.matches(e.fields))):
+                    continue
+                if limit and len(picked) >= limit:
+                    more = True
+                    break
+                picked.append(e)
+        except TooOld:
+            return None                 # older than the cache's window: the store decides
+        meta: dict[str, Any] = {"resourceVersion": str(read_rev)}
+        if more and picked:
+            meta["continue"] = _encode_continue(read_rev, picked[-1].key, prefix)
+            if not filtering:
+                if rev is None:
+                    ks = cacher.keys
+                    remaining = ks.bisect_left(hi) - ks.bisect_right(picked[-1].key)
+                else:
+                    remaining = 1 + sum(1 for _ in it)
+                meta["remainingItemCount"] = remaining
+        if info.crd is not None or accept.table or accept.metadata or accept.yaml:
+            items = [e.obj() for e in picked]
+            if info.crd is not None:
+                for obj in items:
+                    self._read_defaults(info, obj)
+            if accept.table:
+                return _json(200, make_table(info, items, meta,
+                                             include_object=req.param("includeObject") or "Metadata",
+                                             now=time.time()))
+            if accept.metadata:
+                return _json(200, {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                                   "metadata": meta, "items": [_partial(o) for o in items]})
+            out = {"kind": info.list_kind, "apiVersion": info.group_version, "metadata": meta, "items": items}
+            return _json(200, out, accept=accept)
+        # serialize once: the list is assembled from each object's stored bytes
+        body = b'{"kind":"%s","apiVersion":"%s","metadata":%s,"items":[%s]}' % (
+            info.list_kind.encode(), info.group_version.encode(), orjson.dumps(meta),
+            b",".join([e.data for e in picked]))
+        return Response(200, body)
 
     async def watch(self, req: Request, route: Route) -> None:
         return await watch.serve_watch(self, req, route)

@@ -24,7 +24,7 @@ from ..store import errors as store_errors
 from ..store.types import EventType, prefix_end
 from . import codec, errors
 from .cache.cacher import Cacher, TooOld
-from .cache.entry import Entry
+from .cache.entry import Entry, Event
 from .http import Request
 from .storage import decode, prefix_of
 
@@ -108,8 +108,9 @@ async def serve_watch(h: "RESTHandlers", req: Request, route: "Route") -> None:
         pred = entry_matches if filtering else None
         node = fsel.exact("spec.nodeName") if (info.group, info.plural) == ("", "pods") else None
         plain = info.crd is None and not (accept.table or accept.metadata)
+        fmt = (accept.table, accept.metadata, req.param("includeObject") or "Metadata")
         return await _watch_cache(req, info, cacher, key, end or key + b"\0", rv, send_initial_b, bookmarks,
-                                  timeout, pred, node, None if plain else render)
+                                  timeout, pred, node, None if plain else render, fmt)
 
     initial: list[dict[str, Any]] = []
     if rv in ("", "0") or send_initial_b:
@@ -210,17 +211,27 @@ async def serve_watch(h: "RESTHandlers", req: Request, route: "Route") -> None:
 
 async def _watch_cache(req: Request, info, cacher: Cacher, lo: bytes, hi: bytes, rv: str,
                        send_initial: bool | None, bookmarks: bool, timeout: float, pred, node: str | None,
-                       render) -> None:
-    """A watch served from the watch cache: the shared, already-encoded event lines are
-    written to the connection as they are (unless the client asked for a Table or
-    metadata only: `render` then converts each object)."""
-    def out(lines: list[bytes]) -> bytes:
+                       render, fmt: tuple) -> None:
+    """A watch served from the watch cache. Each event's line is encoded once and shared
+    by every watcher; a watcher that asked for a Table or metadata only gets `render`'s
+    conversion, also made once per event and format (except the first Table, which
+    carries the column definitions)."""
+    first = [True]
+
+    def convert(ev: Event, t: str) -> bytes:
+        obj = orjson.loads(ev.line(t))["object"]
+        return _event(t, render(obj))
+
+    def out(items: list[tuple[Event, str]]) -> bytes:
         if render is None:
-            return b"".join(lines)
+            return b"".join([ev.line(t) for ev, t in items])
         conv = []
-        for line in lines:
-            ev = orjson.loads(line)
-            conv.append(_event(ev["type"], render(ev["object"])))
+        for ev, t in items:
+            if first[0] and fmt[0]:
+                conv.append(convert(ev, t))    # the Table with columnDefinitions
+            else:
+                conv.append(ev.cached((fmt, t), lambda ev=ev, t=t: convert(ev, t)))
+            first[0] = False
         return b"".join(conv)
 
     initial: list[bytes] = []
@@ -229,8 +240,13 @@ async def _watch_cache(req: Request, info, cacher: Cacher, lo: bytes, hi: bytes,
             await cacher.wait_for(int(rv), 3.0)
         after = cacher.rev
         if send_initial is not False:
-            initial = [b'{"type":"ADDED","object":%s}\n' % e.data for e in cacher.entries(lo, hi)
-                       if pred is None or pred(e)]
+            for e in cacher.entries(lo, hi):
+                if pred is None or pred(e):
+                    if render is None:
+                        initial.append(b'{"type":"ADDED","object":%s}\n' % e.data)
+                    else:
+                        initial.append(_event("ADDED", render(e.obj())))
+                        first[0] = False
     else:
         try:
             after = int(rv)
@@ -253,7 +269,7 @@ async def _watch_cache(req: Request, info, cacher: Cacher, lo: bytes, hi: bytes,
     stream = req.start_stream(200, headers)
     try:
         if initial:
-            stream.write(out(initial))
+            stream.write(b"".join(initial))
         if send_initial:
             stream.write(_event("BOOKMARK", _bookmark(info, after, initial_end=True)))
         deadline = time.monotonic() + timeout

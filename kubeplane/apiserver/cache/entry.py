@@ -63,7 +63,17 @@ class Event:
         self.obj = obj
         self.prev = prev
         self.time = time
-        self._lines: dict[str, bytes] | None = None
+        self._lines: dict[object, bytes] | None = None
+
+    def cached(self, key: object, build) -> bytes:
+        """Another encoding of this event (e.g. a Table row), built once for all watchers."""
+        lines = self._lines
+        if lines is None:
+            lines = self._lines = {}
+        out = lines.get(key)
+        if out is None:
+            out = lines[key] = build()
+        return out
 
     def line(self, as_type: str | None = None) -> bytes:
         """`{"type":...,"object":...}\\n`, built once per type and shared by every watcher.

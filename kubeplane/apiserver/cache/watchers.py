@@ -1,7 +1,7 @@
 """One client watch served from the cache.
 
-The cacher appends the shared, already-encoded event lines to each matching watcher's
-queue; the HTTP side drains it. A queue is bounded: a watcher that falls `max_pending`
+The cacher appends each matching event (with the type this watcher sees it as) to the
+watcher's queue; the HTTP side drains it and writes the event's shared, encoded-once line. A queue is bounded: a watcher that falls `max_pending`
 lines behind is closed (the client reconnects from its last resourceVersion), so one
 slow client never delays the others or grows memory without bound.
 """
@@ -25,7 +25,7 @@ class CacheWatcher:
         self.lo = lo
         self.hi = hi
         self.pred = pred
-        self.queue: deque[bytes] = deque()
+        self.queue: deque[tuple[Event, str]] = deque()
         self.max_pending = max_pending
         self.closed = False
         self.overflowed = False
@@ -41,25 +41,25 @@ class CacheWatcher:
             return
         pred = self.pred
         if pred is None:
-            self._push(ev.line(), ev.rev)
+            self._push(ev, ev.type)
             return
         new_ok = ev.type != DELETED and pred(ev.obj)
         old_ok = ev.prev is not None and pred(ev.prev)
         if ev.type == DELETED:
             if old_ok:
-                self._push(ev.line(), ev.rev)
+                self._push(ev, DELETED)
         elif new_ok:
-            self._push(ev.line(ev.type if old_ok else ADDED), ev.rev)
+            self._push(ev, ev.type if old_ok else ADDED)
         elif old_ok:
-            self._push(ev.line(DELETED), ev.rev)
+            self._push(ev, DELETED)
 
-    def _push(self, line: bytes, rev: int) -> None:
+    def _push(self, ev: Event, as_type: str) -> None:
         if len(self.queue) >= self.max_pending:
             self.overflowed = True
             self.close()
             return
-        self.queue.append(line)
-        self.rev = rev
+        self.queue.append((ev, as_type))
+        self.rev = ev.rev
         w = self._wake
         if w is not None and not w.done():
             w.set_result(None)
@@ -92,7 +92,7 @@ class CacheWatcher:
             timer.cancel()
             self._wake = None
 
-    def drain(self) -> list[bytes]:
+    def drain(self) -> list[tuple[Event, str]]:
         out = list(self.queue)
         self.queue.clear()
         return out

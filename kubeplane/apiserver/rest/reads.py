@@ -58,7 +58,7 @@ def _encode_continue(rev: int, last_key: bytes, prefix: bytes) -> str:
 
     start = last_key[len(prefix):].decode() + "\x00"
     raw = orjson.dumps({"v": "meta.k8s.io/v1", "rv": rev, "start": start})
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=") if False else base64.urlsafe_b64encode(raw).decode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")    # Go's RawURLEncoding: no padding
 
 
 def _continue_expired(start: bytes, prefix: bytes) -> APIError:
@@ -67,12 +67,13 @@ def _continue_expired(start: bytes, prefix: bytes) -> APIError:
     import base64
 
     raw = orjson.dumps({"v": "meta.k8s.io/v1", "rv": -1, "start": start[len(prefix):].decode()})
+    token = base64.urlsafe_b64encode(raw).decode().rstrip("=")
     return errors.expired(
         "The provided continue parameter is too old to display a consistent list result. You can start a new "
         "list without the continue parameter, or use the continue token in this response to retrieve the "
         "remainder of the results. Continuing with the provided token results in an inconsistent list - objects "
         "that were created, modified, or deleted between the time the first chunk was returned and now may show "
-        "up in the list.", base64.urlsafe_b64encode(raw).decode())
+        "up in the list.", token)
 
 
 def _decode_continue(token: str, prefix: bytes) -> tuple[int, bytes]:

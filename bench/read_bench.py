@@ -122,6 +122,8 @@ end
 class Server:
     """``kubeplane serve`` in a fresh data dir under `tmp`; `stop()` kills it (idempotent)."""
 
+    extra: list[str] = []   # --server-args, e.g. "--watch-cache=false" for an A/B run
+
     def __init__(self, tmp: Path, name: str = "server") -> None:
         self.dir = tmp / name
         self.dir.mkdir(parents=True)
@@ -134,7 +136,7 @@ class Server:
     def start(self, timeout: float = 90.0) -> "Server":
         out_path = self.dir / "stdout.log"
         argv = [sys.executable, "-m", "kubeplane.cli", "serve", "--data-dir", str(self.dir / "data"),
-                "--secure-port", "0", "--http-listen", "127.0.0.1:0"]
+                "--secure-port", "0", "--http-listen", "127.0.0.1:0", *self.extra]
         with open(out_path, "wb") as out, open(self.dir / "server.log", "ab") as err:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=err, start_new_session=True)
         self.ps = psutil.Process(self.proc.pid)
@@ -951,7 +953,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--storm-after", type=float, default=5.0, help="seconds of watching after all synced")
     ap.add_argument("--rss-limit", type=float, default=4.0,
                     help="GiB; the storm's server is killed above this (twice the target; default %(default)s)")
+    ap.add_argument("--server-args", default="",
+                    help='extra `kubeplane serve` options, e.g. "--watch-cache=false" (A/B against the store path)')
     args = ap.parse_args(argv)
+    import shlex
+
+    Server.extra = shlex.split(args.server_args)
 
     sizes = Sizes(**vars(QUICK)) if args.quick else Sizes()
     if args.quick:

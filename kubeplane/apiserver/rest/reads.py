@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from typing import Any
 
 import orjson
@@ -19,6 +20,48 @@ from ..cache.entry import Entry
 from ..storage import decode, key_of, prefix_of
 from ..tables import make_table
 from .common import Route, _int_param, _json, _parse_rv, _partial
+
+
+STREAM_ITEMS = 500          # longer lists are streamed in pieces
+STREAM_PIECE = 256          # objects per piece
+STREAM_BACKLOG = 4 << 20    # wait for the client while this much is queued
+STREAM_SLOTS = 4            # long lists written at once; the others wait their turn
+_slots: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = weakref.WeakKeyDictionary()
+
+
+def _stream_slots() -> asyncio.Semaphore:
+    """A relist storm (a thousand informers listing 50,000 pods at once) must not take the
+    whole event loop: only a few long lists are written at a time, the rest queue (they
+    cost nothing while they wait), and writes keep their share of the loop. A stopgap
+    until API Priority and Fairness (issue 5) gives LISTs seats by their size."""
+    loop = asyncio.get_running_loop()
+    sem = _slots.get(loop)
+    if sem is None:
+        sem = _slots[loop] = asyncio.Semaphore(STREAM_SLOTS)
+    return sem
+
+
+async def _stream_list(req: Request, head: bytes, picked: list[Entry]) -> None:
+    """Write a long list in pieces (chunked encoding): between pieces the event loop
+    serves others, and while the client is more than STREAM_BACKLOG behind we wait for
+    it. A 50,000-pod LIST then neither holds the loop for its whole length (writes keep
+    flowing while informers relist) nor needs its whole body in memory: a thousand
+    informers relisting at once cost a few megabytes each, not a whole list each."""
+    stream = req.start_stream(200, [("Content-Type", "application/json")])
+    t = req.conn.transport
+    if t is not None:   # keep the pipe full: wait above STREAM_BACKLOG, resume below a quarter of it
+        t.set_write_buffer_limits(high=STREAM_BACKLOG, low=STREAM_BACKLOG // 4)
+    stream.write(head)
+    for i in range(0, len(picked), STREAM_PIECE):
+        piece = b",".join([e.data for e in picked[i:i + STREAM_PIECE]])
+        stream.write(piece if i == 0 else b"," + piece)
+        if stream.closed:
+            return
+        if stream.backlog > STREAM_BACKLOG:
+            await stream.drain()
+        else:
+            await asyncio.sleep(0)
+    stream.write(b"]}")
 
 
 def _validate_list_options(rv: str, match: str) -> None:
@@ -245,7 +288,6 @@ class Reads:
         """A LIST served from the watch cache, or None to read the store instead (a
         revision outside the cache's window; consistent reads when the store's progress
         notifications cannot be trusted, or the cache did not catch up within 3 s)."""
-        info = route.info
         rev: int | None = None          # None: the cache's current state
         start = None
         if cont:
@@ -268,6 +310,18 @@ class Reads:
             if not await cacher.wait_for(want, 3.0):
                 raise _too_large(want, cacher.rev)
         hi = prefix_end(prefix)
+        ks = cacher.keys
+        if (not limit or limit > STREAM_ITEMS) and ks.bisect_left(hi) - ks.bisect_left(prefix) > STREAM_ITEMS:
+            # a long list: picked and written in one of a few slots (see _stream_slots)
+            async with _stream_slots():
+                return await self._cache_list(req, route, cacher, accept, lsel, fsel, limit, cont, rev, start,
+                                              prefix, hi)
+        return await self._cache_list(req, route, cacher, accept, lsel, fsel, limit, cont, rev, start, prefix, hi)
+
+    async def _cache_list(self, req: Request, route: Route, cacher: Cacher, accept: codec.Accept,
+                          lsel: LabelSelector, fsel: FieldSelector, limit: int, cont: str, rev: int | None,
+                          start: bytes | None, prefix: bytes, hi: bytes) -> Response | None:
+        info = route.info
         if rev is not None and rev < cacher.rev:
             # the cache could rebuild the older state, but the revision must still exist in the
             # store: a compacted one is gone for every reader (410, as upstream)
@@ -318,10 +372,12 @@ class Reads:
             out = {"kind": info.list_kind, "apiVersion": info.group_version, "metadata": meta, "items": items}
             return _json(200, out, accept=accept)
         # serialize once: the list is assembled from each object's stored bytes
-        body = b'{"kind":"%s","apiVersion":"%s","metadata":%s,"items":[%s]}' % (
-            info.list_kind.encode(), info.group_version.encode(), orjson.dumps(meta),
-            b",".join([e.data for e in picked]))
-        return Response(200, body)
+        head = b'{"kind":"%s","apiVersion":"%s","metadata":%s,"items":[' % (
+            info.list_kind.encode(), info.group_version.encode(), orjson.dumps(meta))
+        if len(picked) <= STREAM_ITEMS:
+            return Response(200, head + b",".join([e.data for e in picked]) + b"]}")
+        await _stream_list(req, head, picked)
+        return None
 
     async def watch(self, req: Request, route: Route) -> None:
         return await watch.serve_watch(self, req, route)

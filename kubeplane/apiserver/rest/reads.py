@@ -22,7 +22,8 @@ from ..tables import make_table
 from .common import Route, _int_param, _json, _parse_rv, _partial
 
 
-STREAM_ITEMS = 500          # longer lists are streamed in pieces
+STREAM_ITEMS = 500          # longer lists take a slot (see _stream_slots)
+WHOLE_BYTES = 64 << 20      # up to this size a list is written in one piece (fastest), above in pieces
 STREAM_PIECE = 256          # objects per piece
 STREAM_BACKLOG = 4 << 20    # wait for the client while this much is queued
 STREAM_SLOTS = 4            # long lists written at once; the others wait their turn
@@ -374,7 +375,7 @@ class Reads:
         # serialize once: the list is assembled from each object's stored bytes
         head = b'{"kind":"%s","apiVersion":"%s","metadata":%s,"items":[' % (
             info.list_kind.encode(), info.group_version.encode(), orjson.dumps(meta))
-        if len(picked) <= STREAM_ITEMS:
+        if len(picked) <= STREAM_ITEMS or sum(len(e.raw) for e in picked) <= WHOLE_BYTES:
             return Response(200, head + b",".join([e.data for e in picked]) + b"]}")
         await _stream_list(req, head, picked)
         return None

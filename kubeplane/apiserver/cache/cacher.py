@@ -112,7 +112,7 @@ class Cacher:
                 old = self.items.get(key)
                 if old is None or old.rev != new.rev:
                     self._apply(Event(MODIFIED if old else ADDED, new.rev, new, old, now))
-            self._advance(res.revision)
+            self._advance(res.revision, progress=True)
             return res.revision
         self.items = fresh
         self.keys = SortedList(fresh)
@@ -159,7 +159,7 @@ class Cacher:
                     if prefill is not None and resp.revision >= listed:
                         self._install_prefill(prefill, after)
                         prefill = None
-                    self._advance(resp.revision)
+                    self._advance(resp.revision, progress=True)
                 else:
                     self._advance(resp.events[-1].kv.mod_revision)
                 if prefill is not None and now > deadline:
@@ -236,11 +236,18 @@ class Cacher:
                 if w.overflowed:
                     self.terminated_watchers += 1
 
-    def _advance(self, rev: int) -> None:
+    def _advance(self, rev: int, progress: bool = False) -> None:
+        """The cache reflects `rev`. On a progress notification (`progress`) every watcher
+        learns it too (for its bookmarks); after events only the watchers that got one
+        moved, and the others learn it at the next notification (not on the hot path)."""
         if rev > self.rev:
             self.rev = rev
-        for w in self.watchers:
-            w.progress(self.rev)
+        if progress:
+            for w in self.watchers:
+                w.progress(self.rev)
+            for ws in self.by_node.values():
+                for w in ws:
+                    w.progress(self.rev)
         if self._waiters:
             keep = []
             for want, fut in self._waiters:

@@ -57,13 +57,17 @@ POD_TEMPLATE = {
     },
 }
 
-CREATE_LUA = r"""
+# wrk runs one Lua state per thread: setup() numbers them (`tid`), for unique names.
+LUA_THREAD_IDS = r"""
 local counter = 0
 local threads = {}
 function setup(thread)
   thread:set("tid", #threads)
   table.insert(threads, thread)
 end
+"""
+
+CREATE_LUA = LUA_THREAD_IDS + r"""
 function init(args)
   path = args[1]
   token = args[2]
@@ -78,13 +82,7 @@ function request()
 end
 """
 
-PATCH_LUA = r"""
-local counter = 0
-local threads = {}
-function setup(thread)
-  thread:set("tid", #threads)
-  table.insert(threads, thread)
-end
+PATCH_LUA = LUA_THREAD_IDS + r"""
 function init(args)
   path = args[1]
   token = args[2]

@@ -63,7 +63,7 @@ from typing import Any, Callable
 
 import psutil
 
-from .api_bench import POD_TEMPLATE
+from .api_bench import LUA_THREAD_IDS, POD_TEMPLATE
 from .report import Figure, Target, table
 
 NS = "bench"            # the namespace of the loaded pods (list, get, memory)
@@ -71,13 +71,7 @@ MARK = "kp-bench/sent"  # annotation carrying a create's send time (time.time(),
 
 # One POST per request() until this thread's share of `total` is created, then a cheap GET
 # whose response stops the thread: wrk creates (at most) exactly `total` pods.
-LOAD_LUA = r"""
-local counter = 0
-local threads = {}
-function setup(thread)
-  thread:set("tid", #threads)
-  table.insert(threads, thread)
-end
+LOAD_LUA = LUA_THREAD_IDS + r"""
 function init(args)
   path = args[1]
   token = args[2]

@@ -130,31 +130,12 @@ class ObjectStore:
         obj.setdefault("metadata", {})["resourceVersion"] = str(res.revision)
         return obj
 
-    async def update(self, info: ResourceInfo, namespace: str | None, name: str,
-                     obj: dict[str, Any], expected_rev: int) -> dict[str, Any]:
-        """Write `obj` if the stored object is still at `expected_rev`; 409 Conflict if
-        it changed, 404 if it is gone."""
-        key = key_of(info, namespace, name)
-        data = encode(obj)
+    async def _guarded(self, info: ResourceInfo, key: bytes, name: str, expected_rev: int, op) -> int:
+        """Run `op` on `key` if it is still at `expected_rev`; 409 Conflict if it changed,
+        404 if it is gone. Returns the store revision after the txn."""
         try:
-            res = await self.store.txn([Compare.mod_revision(key, "=", expected_rev)],
-                                       [PutOp(key, data)], [RangeOp(key, keys_only=True)])
-        except store_errors.StoreError as e:
-            raise store_error(e) from None
-        if not res.succeeded:
-            if not res.responses[0].kvs:
-                raise errors.not_found(info.group, info.plural, name)
-            raise errors.conflict(info.group, info.plural, name, errors.OPTIMISTIC_LOCK)
-        obj.setdefault("metadata", {})["resourceVersion"] = str(res.revision)
-        return obj
-
-    async def delete(self, info: ResourceInfo, namespace: str | None, name: str,
-                     expected_rev: int) -> int:
-        """Delete if still at `expected_rev`; returns the deletion's revision."""
-        key = key_of(info, namespace, name)
-        try:
-            res = await self.store.txn([Compare.mod_revision(key, "=", expected_rev)],
-                                       [DeleteOp(key)], [RangeOp(key, keys_only=True)])
+            res = await self.store.txn([Compare.mod_revision(key, "=", expected_rev)], [op],
+                                       [RangeOp(key, keys_only=True)])
         except store_errors.StoreError as e:
             raise store_error(e) from None
         if not res.succeeded:
@@ -162,6 +143,20 @@ class ObjectStore:
                 raise errors.not_found(info.group, info.plural, name)
             raise errors.conflict(info.group, info.plural, name, errors.OPTIMISTIC_LOCK)
         return res.revision
+
+    async def update(self, info: ResourceInfo, namespace: str | None, name: str,
+                     obj: dict[str, Any], expected_rev: int) -> dict[str, Any]:
+        """Write `obj` if the stored object is still at `expected_rev`."""
+        key = key_of(info, namespace, name)
+        rev = await self._guarded(info, key, name, expected_rev, PutOp(key, encode(obj)))
+        obj.setdefault("metadata", {})["resourceVersion"] = str(rev)
+        return obj
+
+    async def delete(self, info: ResourceInfo, namespace: str | None, name: str,
+                     expected_rev: int) -> int:
+        """Delete if still at `expected_rev`; returns the deletion's revision."""
+        key = key_of(info, namespace, name)
+        return await self._guarded(info, key, name, expected_rev, DeleteOp(key))
 
     async def delete_prefix(self, prefix: bytes) -> int:
         try:

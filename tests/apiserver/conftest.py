@@ -17,8 +17,11 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 def ns(server: ServerProc, request: pytest.FixtureRequest):
     """A fresh namespace for one test (deleted afterwards, without waiting)."""
     import re
+    import secrets
 
-    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + "-" + str(id(request) % 10000)
+    # A random suffix: id(request) repeats once a request object's memory is reused,
+    # and parametrized tests share the truncated prefix.
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + "-" + secrets.token_hex(4)
     r = server.call("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
     assert r.status == 201, r
     yield name

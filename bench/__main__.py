@@ -5,6 +5,7 @@
     python -m bench http --help      # the HTTP stack benchmark's options
     python -m bench api --help       # the API server's write path (pod creates, patches)
     python -m bench read --help      # the read path at scale (lists, gets, watch fan-out, memory, relist storm)
+    python -m bench apf --help       # what APF and metrics cost: GET throughput, both on vs both off
 """
 
 from __future__ import annotations
@@ -37,7 +38,14 @@ def _read(argv: list[str]) -> int:
     return main(argv)
 
 
-BENCHMARKS: dict[str, Callable[[list[str]], int]] = {"store": _store, "http": _http, "api": _api, "read": _read}
+def _apf(argv: list[str]) -> int:
+    from .apf_bench import main
+
+    return main(argv)
+
+
+BENCHMARKS: dict[str, Callable[[list[str]], int]] = {"store": _store, "http": _http, "api": _api, "read": _read,
+                                                     "apf": _apf}
 
 
 def main(argv: list[str]) -> int:

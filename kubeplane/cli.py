@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from .runtime import run
@@ -76,6 +75,35 @@ def _add_apiserver_options(parser: argparse.ArgumentParser) -> None:
                         help="serve reads and watches from per-resource watch caches (default %(default)s)")
     parser.add_argument("--watch-cache-sizes", default="", metavar="RESOURCE#SIZE,...",
                         help="per-resource event buffer caps; RESOURCE#0 disables that resource's cache")
+    parser.add_argument("--enable-priority-and-fairness", default="true", choices=("true", "false"),
+                        help="API Priority and Fairness (default %(default)s); false: the max-inflight limits")
+    parser.add_argument("--max-requests-inflight", type=int, default=400,
+                        help="read-only requests at once (with APF: part of the total seats) (default %(default)s)")
+    parser.add_argument("--max-mutating-requests-inflight", type=int, default=200,
+                        help="mutating requests at once (with APF: part of the total seats) (default %(default)s)")
+    parser.add_argument("--request-timeout", default="60s", metavar="DURATION",
+                        help="deadline of non-long-running requests, e.g. 60s or 1m0s (default %(default)s)")
+    parser.add_argument("--min-request-timeout", type=int, default=1800, metavar="SECONDS",
+                        help="a watch's default timeout is random in [this, 2x this] (default %(default)s)")
+    parser.add_argument("--token-auth-file", default=None, metavar="FILE",
+                        help="static bearer tokens, upstream's CSV format: token,user,uid[,\"group1,group2\"]")
+    parser.add_argument("--enable-metrics", default="true", choices=("true", "false"),
+                        help="serve /metrics and record them (default %(default)s; false only for A/B benchmarks)")
+    parser.add_argument("--logging-format", default="text", choices=("text", "json"),
+                        help="log format (default %(default)s)")
+    parser.add_argument("-v", action="count", dest="verbose", default=argparse.SUPPRESS,
+                        help="more logs (-vvv: one line per request)")
+    parser.add_argument("--v", type=int, dest="verbose", default=argparse.SUPPRESS,
+                        help="klog verbosity (2: more, 3: one line per request)")
+
+
+def _duration(text: str, flag: str) -> float:
+    from .apiserver.filters import parse_go_duration
+
+    try:
+        return parse_go_duration(text) if not text.isdigit() else float(text)
+    except ValueError:
+        raise SystemExit(f"kubeplane serve: {flag}: invalid duration {text!r}") from None
 
 
 def _apiserver_serve(args: argparse.Namespace) -> int:
@@ -92,6 +120,13 @@ def _apiserver_serve(args: argparse.Namespace) -> int:
         max_body=args.max_request_body_bytes,
         watch_cache=args.watch_cache == "true",
         watch_cache_sizes=args.watch_cache_sizes,
+        enable_priority_and_fairness=args.enable_priority_and_fairness == "true",
+        max_requests_inflight=args.max_requests_inflight,
+        max_mutating_requests_inflight=args.max_mutating_requests_inflight,
+        request_timeout=_duration(args.request_timeout, "--request-timeout"),
+        min_request_timeout=float(args.min_request_timeout),
+        token_auth_file=args.token_auth_file,
+        metrics=args.enable_metrics == "true",
         store_options=dict(
             quota_bytes=args.quota_backend_bytes,
             auto_compaction_mode=args.auto_compaction_mode,
@@ -111,7 +146,9 @@ def _apiserver_serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubeplane", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.add_argument("-v", action="count", dest="verbose", default=0,
+                        help="more logs (-vvv: one line per request)")
+    parser.add_argument("--v", type=int, dest="verbose", help="klog verbosity (3: one line per request)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     store = sub.add_parser("store", help="the embedded MVCC store")
@@ -128,10 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from .logs import setup_logging
+
+    setup_logging(args.verbose, getattr(args, "logging_format", "text"))
     try:
         return args.func(args)
     except KeyboardInterrupt:

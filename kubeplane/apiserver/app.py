@@ -10,17 +10,24 @@ to `?watch=true`.
 """
 from __future__ import annotations
 
-import hmac
+import asyncio
 import logging
+from time import perf_counter
 from typing import Any, Callable
 
 import orjson
 
+from ..logs import log_request, request_logging_enabled
 from . import errors
+from .authn import ANONYMOUS_USER, Authenticator
 from .errors import APIError
+from .filters import Admission
 from .handlers import RESTHandlers, Route
+from .health import HealthChecks
 from .http import Request, Response
+from .metrics import APIServerMetrics
 from .registry import Registry
+from .requestinfo import RequestInfo, request_info
 
 log = logging.getLogger("kubeplane.apiserver")
 
@@ -42,35 +49,119 @@ def _error_response(e: APIError) -> Response:
     return Response(e.code, orjson.dumps(st), headers)
 
 
+_PUBLIC = ("/healthz", "/livez", "/readyz", "/version")
+
+
+def _public(ri: RequestInfo) -> bool:
+    """What upstream's default RBAC lets anonymous users read (system:public-info-viewer)."""
+    p = ri.path.rstrip("/")
+    return not ri.is_resource and ri.verb == "get" and (p in _PUBLIC or p.startswith(("/healthz/", "/livez/",
+                                                                                      "/readyz/")))
+
+
 def _quoted(tag: str) -> str:
     return tag if tag.startswith('"') else f'"{tag}"'
 
 
 class App:
     def __init__(self, handlers: RESTHandlers, registry: Registry, token: str | None,
-                 health: Callable[[], Any] | None = None):
+                 health: HealthChecks | None = None, *, authn: Authenticator | None = None,
+                 admission: Admission | None = None, metrics: APIServerMetrics | None = None):
         self.h = handlers
         self.registry = registry
-        self.token = token
+        self.authn = authn or Authenticator(token, unsecured=token is None)
+        self.admission = admission or Admission(None, max_readonly=1 << 30, max_mutating=1 << 30)
+        self.metrics = metrics
         self.health = health
         self._cache: dict[Any, tuple[int, bytes, str]] = {}
 
     # --- entry point ------------------------------------------------------------------
     async def __call__(self, req: Request) -> Response | None:
+        """authn -> admission (APF or max-inflight) -> deadline -> route; then metrics."""
+        t0 = perf_counter()
+        ri = request_info(req.method, req.path, req.raw_query, req.headers.get("content-type", ""))
+        adm = self.admission
+        ticket = None
+        admitted = False
+        queued = 0.0
+        resp: Response | None = None
+        code = 500
         try:
-            if self.token is not None and not self._authenticated(req):
-                raise errors.unauthorized()
-            return await self.route(req)
+            try:
+                user = self.authn.authenticate(req.headers)
+                if user is None or (user is ANONYMOUS_USER and not _public(ri)):
+                    raise errors.unauthorized()
+                ri.user = user
+                timeout = adm.deadline(ri, req.query)
+                ticket = await adm.enter(ri, req.query, timeout)
+                admitted = True
+                queued = perf_counter() - t0
+                if ticket is not None and ticket is not True:
+                    req.on_init = ticket.release
+                    if ri.long_running:
+                        req.stream_headers = [("X-Kubernetes-PF-FlowSchema-UID", ticket.flow_schema_uid),
+                                              ("X-Kubernetes-PF-PriorityLevel-UID", ticket.priority_level_uid)]
+                if ri.long_running:
+                    resp = await self._long_running(req, ri)
+                else:
+                    adm.watch_deadline(req, timeout - queued)
+                    try:
+                        resp = await self.route(req)
+                    finally:
+                        adm.clear_deadline(req)
+            except asyncio.CancelledError:
+                if not req.timed_out:
+                    raise
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                raise errors.APIError(504, "Timeout", "Timeout: request did not complete within requested "
+                                      "timeout - context deadline exceeded", {"retryAfterSeconds": 0}) from None
         except APIError as e:
+            code = e.code
+            if self.metrics is not None and (code == 429 or code == 504):
+                self.metrics.record_termination(ri, code)
             if req.stream is not None:
-                return None
-            return _error_response(e)
+                resp = None
+            else:
+                resp = _error_response(e)
+        finally:
+            if admitted:
+                adm.exit(ri, ticket)
+        if resp is not None:
+            code = resp.status
+            if ticket is not None and ticket is not True:     # as upstream, on every classified response
+                resp.headers.append(("X-Kubernetes-PF-FlowSchema-UID", ticket.flow_schema_uid))
+                resp.headers.append(("X-Kubernetes-PF-PriorityLevel-UID", ticket.priority_level_uid))
+        elif req.stream is not None:
+            code = 200
+        if self.metrics is not None:
+            self.metrics.record(ri, code, perf_counter() - t0, len(resp.body) if resp is not None else 0, queued)
+        if request_logging_enabled():
+            self._log(req, ri, code, perf_counter() - t0, ticket)
+        return resp
 
-    def _authenticated(self, req: Request) -> bool:
-        auth = req.headers.get("authorization", "")
-        if not auth.startswith("Bearer ") and not auth.startswith("bearer "):
-            return False
-        return hmac.compare_digest(auth[7:].strip().encode(), self.token.encode())  # type: ignore[union-attr]
+    def _log(self, req: Request, ri: RequestInfo, code: int, latency: float, ticket: Any) -> None:
+        t = req.conn.transport
+        peer = t.get_extra_info("peername") if t is not None else None
+        remote = f"{peer[0]}:{peer[1]}" if peer else ""
+        extra = {}
+        if ticket is not None and ticket is not True:
+            extra = {"apf_pl": ticket.priority_level_name, "apf_fs": ticket.flow_schema_name}
+        log_request(ri.metric_verb or req.method, req.path + ("?" + req.raw_query if req.raw_query else ""), code,
+                    latency, ri.user.name if ri.user is not None else "", req.headers.get("user-agent", ""),
+                    remote, **extra)
+
+    async def _long_running(self, req: Request, ri: RequestInfo) -> Response | None:
+        m = self.metrics
+        if m is None:
+            return await self.route(req)
+        key = m.longrunning_key(ri)
+        m.longrunning.add(key, 1)
+        try:
+            return await self.route(req)
+        finally:
+            m.longrunning.add(key, -1)
 
     async def route(self, req: Request) -> Response | None:
         path = req.path
@@ -101,11 +192,16 @@ class App:
             return self._openapi(req, parts[1:])
         if head in ("healthz", "livez", "readyz"):
             return await self._health(req, head, parts[1:])
+        if head == "metrics" and len(parts) == 1 and self.metrics is not None:
+            from prometheus_client import CONTENT_TYPE_LATEST
+
+            return Response(200, self.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
         raise errors.APIError(404, "NotFound", "the server could not find the requested resource",
                               {"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]})
 
     def _root_paths(self) -> list[str]:
-        out = ["/api", "/api/v1", "/apis", "/version", "/openapi/v2", "/openapi/v3", "/healthz", "/livez", "/readyz"]
+        out = ["/api", "/api/v1", "/apis", "/version", "/openapi/v2", "/openapi/v3", "/healthz", "/livez", "/readyz",
+               "/metrics"]
         for g, v in self.registry.group_versions():
             if g:
                 out += [f"/apis/{g}", f"/apis/{g}/{v}"]
@@ -262,31 +358,9 @@ class App:
             return Response(304, b"", headers)
         return Response(200, body, headers)
 
-    # --- health -------------------------------------------------------------------------
+    # --- health ---------------------------------------------------------------------------
     async def _health(self, req: Request, which: str, rest: list[str]) -> Response:
-        checks: dict[str, bool] = {"ping": True, "log": True}
-        ok_store = True
-        if self.health is not None:
-            try:
-                await self.health()
-            except Exception:
-                ok_store = False
-        checks["etcd"] = ok_store
-        exclude = set(req.query.get("exclude", []))
-        if rest:
-            name = rest[0]
-            if name not in checks:
-                raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
-            good = checks[name]
-            return Response(200 if good else 500, b"ok" if good else b"internal server error",
-                            content_type="text/plain; charset=utf-8")
-        failed = [k for k, v in checks.items() if not v and k not in exclude]
-        if "verbose" in req.query:
-            lines = [f"[+]{k} ok" if v else f"[-]{k} failed: reason withheld" for k, v in checks.items()
-                     if k not in exclude]
-            lines += [f"[+]{k} excluded: ok" for k in sorted(exclude)]
-            lines.append(f"{which} check failed" if failed else f"{which} check passed")
-            return Response(500 if failed else 200, ("\n".join(lines) + "\n").encode(),
-                            content_type="text/plain; charset=utf-8")
-        return Response(500 if failed else 200, b"ok" if not failed else f"{which} check failed".encode(),
-                        content_type="text/plain; charset=utf-8")
+        if self.health is None:
+            return Response(200, b"ok", content_type="text/plain; charset=utf-8")
+        status, body, ctype = await self.health.serve(which, rest, req.query, req.method)
+        return Response(status, body, [("X-Content-Type-Options", "nosniff")], content_type=ctype)

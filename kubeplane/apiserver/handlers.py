@@ -46,6 +46,8 @@ class RESTHandlers(Reads, Checks, Writes, Deletes, Subresources):
         self.crd_deleter: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         self.background: set[asyncio.Task] = set()
         self.caches: CacheManager | None = None     # the watch caches (server.py sets them)
+        self.metrics = None                          # metrics.APIServerMetrics (server.py sets it)
+        self.min_request_timeout = 1800.0            # a watch's default timeout: random in [min, 2*min]
 
 
     def spawn(self, coro: Awaitable[None]) -> None:

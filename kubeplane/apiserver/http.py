@@ -54,7 +54,7 @@ class _Date:
 
 class Request:
     __slots__ = ("method", "path", "raw_query", "headers", "body", "conn", "_query", "stream",
-                 "keep_alive")
+                 "keep_alive", "timed_out", "on_init", "stream_headers")
 
     def __init__(self, method: str, path: str, raw_query: str, headers: dict[str, str],
                  body: bytes, conn: "Connection"):
@@ -67,6 +67,15 @@ class Request:
         self._query: dict[str, list[str]] | None = None
         self.stream: Stream | None = None
         self.keep_alive = True
+        self.timed_out = False          # set when the deadline sweeper cancels the request
+        self.on_init: Callable[[], None] | None = None   # a watch calls it once its initial events are out
+        self.stream_headers: list[tuple[str, str]] = []  # added to a stream's head (flow control's)
+
+    def init_done(self) -> None:
+        """A watch has sent its initial events (flow control gives its seats back)."""
+        cb, self.on_init = self.on_init, None
+        if cb is not None:
+            cb()
 
     @property
     def query(self) -> dict[str, list[str]]:
@@ -80,7 +89,7 @@ class Request:
 
     def start_stream(self, status: int, headers: list[tuple[str, str]]) -> "Stream":
         """Send the response head with chunked encoding; write the body with the stream."""
-        self.stream = Stream(self.conn, status, headers)
+        self.stream = Stream(self.conn, status, headers + self.stream_headers if self.stream_headers else headers)
         return self.stream
 
 

@@ -111,6 +111,11 @@ BUILTIN: list[ResourceInfo] = [
        "io.k8s.api.rbac.v1.ClusterRole"),
     _r("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", False,
        "io.k8s.api.rbac.v1.ClusterRoleBinding"),
+    # API Priority and Fairness configuration (applied live by the flow controller)
+    _r("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema", "flowschemas", False,
+       "io.k8s.api.flowcontrol.v1.FlowSchema", sub=("status",)),
+    _r("flowcontrol.apiserver.k8s.io", "v1", "PriorityLevelConfiguration", "prioritylevelconfigurations", False,
+       "io.k8s.api.flowcontrol.v1.PriorityLevelConfiguration", sub=("status",)),
     # apiextensions
     _r("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
        False, "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition",
@@ -119,4 +124,4 @@ BUILTIN: list[ResourceInfo] = [
 
 # Group preference order in discovery (upstream lists core first, then these).
 GROUP_ORDER = ["", "apps", "events.k8s.io", "batch", "rbac.authorization.k8s.io",
-               "coordination.k8s.io", "discovery.k8s.io", "apiextensions.k8s.io"]
+               "coordination.k8s.io", "discovery.k8s.io", "flowcontrol.apiserver.k8s.io", "apiextensions.k8s.io"]

@@ -18,6 +18,10 @@ import orjson
 from ..store.interface import Store
 from . import errors
 from .app import App, status_body
+from .authn import Authenticator, read_token_file
+from .filters import Admission
+from .health import HealthChecks, all_set
+from .metrics import APIServerMetrics
 from .cache.manager import CacheManager, parse_sizes
 from .handlers import RESTHandlers, Route, now_rfc3339
 from .http import HTTPServer
@@ -40,6 +44,13 @@ class ServerConfig:
     max_body: int = 3 * 1024 * 1024
     watch_cache: bool = True           # --watch-cache
     watch_cache_sizes: str = ""        # --watch-cache-sizes pods#0,...
+    enable_priority_and_fairness: bool = True
+    max_requests_inflight: int = 400
+    max_mutating_requests_inflight: int = 200
+    request_timeout: float = 60.0      # seconds, non-long-running requests
+    min_request_timeout: float = 1800.0  # seconds; a watch's default timeout is random in [min, 2*min]
+    token_auth_file: str | None = None
+    metrics: bool = True               # --enable-metrics=false: no /metrics, nothing recorded (A/B benchmarks)
     store_options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -80,13 +91,55 @@ class APIServer:
         cachers = [c for c in (self.caches.cacher(info) for info in self.registry.resources()) if c is not None]
         # serve only once every cache holds its state (upstream's readyz waits for the caches too)
         await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in cachers)), 300)
+        self.handlers.min_request_timeout = cfg.min_request_timeout
+        # metrics, flow control
+        self.metrics = APIServerMetrics()
+        if cfg.metrics:
+            self.handlers.metrics = self.metrics
+        collector = self.store.metrics_collector() if hasattr(self.store, "metrics_collector") else None
+        if collector is not None:
+            self.metrics.registry.register(collector)
+        from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
+
+        for c in (ProcessCollector, PlatformCollector, GCCollector):
+            c(registry=self.metrics.registry)
+        self.flow = None
+        self.apf = None
+        if cfg.enable_priority_and_fairness:
+            from .apf_config import APFConfig
+            from .flowcontrol import FlowController
+
+            self.flow = FlowController(cfg.max_requests_inflight + cfg.max_mutating_requests_inflight,
+                                       registry=self.metrics.registry)
+            self.apf = APFConfig(self, self.flow)
+            await self.apf.ensure()
+            await self.apf.apply_now()
+            self.apf.start()
+        self.admission = Admission(self.flow, cfg.max_requests_inflight, cfg.max_mutating_requests_inflight,
+                                   cfg.request_timeout, count_objects=self._count_objects)
+        self.metrics.inflight = lambda: self.admission.published
+        self.metrics.caches = lambda: [c for c in list(self.caches.cachers.values()) if c.ready.is_set()]
+        self.metrics.object_counts = self._object_counts
+        self.health = HealthChecks()
+        self.health.add("etcd", self.store.current_revision)
+        self.health.add("etcd-readiness", self.store.current_revision, endpoints=("readyz",))
+        self.health.add("informer-sync", all_set({c.info.qualified: c.ready for c in cachers}),
+                        endpoints=("readyz",))
+        if self.apf is not None:
+            self.health.add_poststarthook("priority-and-fairness-config-consumer")()
+            self.health.add_poststarthook("priority-and-fairness-filter")()
+        self.health.add_poststarthook("storage-object-count-tracker-hook")()
+        self.health.add_poststarthook("start-apiextensions-controllers")()
+        bootstrap_done = self.health.add_poststarthook("bootstrap-controller")
+        tokens = read_token_file(cfg.token_auth_file) if cfg.token_auth_file else {}
         token = None
         if cfg.secure_port >= 0:
             from .certs import ensure_pki, write_kubeconfig
 
             self.pki = ensure_pki(os.path.join(cfg.data_dir, "pki"), [cfg.bind_address])
             token = self.pki.token
-        app = App(self.handlers, self.registry, token, health=self.store.current_revision)
+        app = App(self.handlers, self.registry, token, health=self.health,
+                  authn=Authenticator(token, tokens), admission=self.admission, metrics=self.handlers.metrics)
         self.app = app
         self.http = HTTPServer(app, status_body, max_body=cfg.max_body)
         # Plain HTTP (tests and benchmarks): loopback only, no authentication.
@@ -96,7 +149,9 @@ class APIServer:
             host = host.strip("[]") or "127.0.0.1"
             if host not in ("127.0.0.1", "::1", "localhost"):
                 raise ValueError("--http-listen serves without authentication and is limited to loopback")
-            plain_app = App(self.handlers, self.registry, None, health=self.store.current_revision)
+            plain_app = App(self.handlers, self.registry, None, health=self.health,
+                            authn=Authenticator(None, unsecured=True), admission=self.admission,
+                            metrics=self.handlers.metrics)
             self.http_plain = HTTPServer(plain_app, status_body, max_body=cfg.max_body)
             self.http_port = await self.http_plain.listen(host, int(port))
         if cfg.secure_port >= 0:
@@ -107,13 +162,30 @@ class APIServer:
             write_kubeconfig(self.kubeconfig_path, f"https://{host}:{self.secure_port}", self.pki)
         if self.secure_port:
             await self._bootstrap_kubernetes_service()
+        bootstrap_done()
         # resume deletions that were in flight when the server stopped
         await self._resume_terminating()
 
+    def _count_objects(self, ri) -> int | None:
+        """Objects the watch cache holds for a request's resource (flow control's seats)."""
+        info = self.registry.get(ri.api_group, ri.api_version, ri.resource)
+        c = self.caches.cacher(info) if info is not None else None
+        return len(c.items) if c is not None and c.ready.is_set() else None
+
+    def _object_counts(self) -> list[tuple[str, str, int]]:
+        return [(c.info.group, c.info.plural, len(c.items)) for c in list(self.caches.cachers.values())
+                if c.ready.is_set()]
+
     async def close(self) -> None:
+        if getattr(self, "health", None) is not None:
+            self.health.set_shutting_down()
         for srv in (self.http, getattr(self, "http_plain", None)):
             if srv is not None:
                 await srv.close()
+        if getattr(self, "apf", None) is not None:
+            await self.apf.stop()
+        if getattr(self, "admission", None) is not None:
+            self.admission.close()
         for t in list(getattr(self, "handlers", None).background if getattr(self, "handlers", None) else []):
             t.cancel()
         if getattr(self, "caches", None) is not None:

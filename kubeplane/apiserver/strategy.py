@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from .errors import Cause
 from .resources import ResourceInfo
+from .strategy_flowcontrol import flowschema_check, flowschema_defaults, prioritylevel_check, prioritylevel_defaults
 
 # --- names -----------------------------------------------------------------------------
 
@@ -346,6 +347,8 @@ DEFAULTS: dict[str, Callable[[dict[str, Any], bool], None]] = {
     "secrets": _secret_defaults,
     "persistentvolumeclaims": _pvc_defaults,
     "nodes": _node_defaults,
+    "flowschemas": flowschema_defaults,
+    "prioritylevelconfigurations": prioritylevel_defaults,
 }
 
 # --- semantic checks ---------------------------------------------------------------------
@@ -515,6 +518,8 @@ _CHECKS: dict[str, Callable[[dict[str, Any]], list[Cause]]] = {
     "services": _service_check,
     "configmaps": _configmap_check,
     "secrets": _secret_check,
+    "flowschemas": flowschema_check,
+    "prioritylevelconfigurations": prioritylevel_check,
 }
 
 # --- the strategy ------------------------------------------------------------------------
@@ -522,7 +527,7 @@ _CHECKS: dict[str, Callable[[dict[str, Any]], list[Cause]]] = {
 # Kinds whose metadata.generation tracks spec changes (upstream: those with a spec that a
 # controller reconciles, CRDs and custom resources).
 _GENERATION = {"deployments", "replicasets", "statefulsets", "daemonsets", "jobs", "cronjobs",
-               "customresourcedefinitions"}
+               "customresourcedefinitions", "flowschemas", "prioritylevelconfigurations"}
 
 
 class Strategy:
@@ -532,7 +537,8 @@ class Strategy:
         self.info = info
         self.defaults = DEFAULTS.get(info.plural) if info.crd is None else None
         self.check = _CHECKS.get(info.plural) if info.crd is None else None
-        self.tracks_generation = info.crd is not None or (info.group in ("", "apps", "batch", "apiextensions.k8s.io")
+        self.tracks_generation = info.crd is not None or (info.group in ("", "apps", "batch", "apiextensions.k8s.io",
+                                                                          "flowcontrol.apiserver.k8s.io")
                                                           and info.plural in _GENERATION)
         self.has_status = "status" in info.subresources
 

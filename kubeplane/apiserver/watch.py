@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import orjson
 
@@ -65,7 +65,7 @@ async def serve_watch(h: "RESTHandlers", req: Request, route: "Route") -> None:
         except ValueError:
             raise errors.bad_request(f'timeoutSeconds: Invalid value: "{timeout_s}"') from None
     else:
-        timeout = random.uniform(1800, 3600)
+        timeout = random.uniform(h.min_request_timeout, 2 * h.min_request_timeout)
     filtering = not (lsel.empty and fsel.empty)
 
     def matches(obj: dict[str, Any]) -> bool:
@@ -110,7 +110,7 @@ async def serve_watch(h: "RESTHandlers", req: Request, route: "Route") -> None:
         plain = info.crd is None and not (accept.table or accept.metadata)
         fmt = (accept.table, accept.metadata, req.param("includeObject") or "Metadata")
         return await _watch_cache(req, info, cacher, key, end or key + b"\0", rv, send_initial_b, bookmarks,
-                                  timeout, pred, node, None if plain else render, fmt)
+                                  timeout, pred, node, None if plain else render, fmt, _counter(h, info))
 
     initial: list[dict[str, Any]] = []
     if rv in ("", "0") or send_initial_b:
@@ -138,11 +138,15 @@ async def serve_watch(h: "RESTHandlers", req: Request, route: "Route") -> None:
     headers = [("Content-Type", "application/json"), ("Cache-Control", "no-cache, private")]
     stream = req.start_stream(200, headers)
     last_rev = start_rev
+    count = _counter(h, info)
     try:
         for obj in initial:
-            stream.write(_event("ADDED", render(obj)))
+            line = _event("ADDED", render(obj))
+            stream.write(line)
+            count(1, len(line))
         if send_initial_b:
             stream.write(_event("BOOKMARK", _bookmark(info, last_rev, initial_end=True)))
+        req.init_done()
         deadline = time.monotonic() + timeout
         next_bookmark = time.monotonic() + BOOKMARK_EVERY
         it = watcher.__aiter__()
@@ -180,19 +184,25 @@ async def serve_watch(h: "RESTHandlers", req: Request, route: "Route") -> None:
                         old_ok = new_ok
                     if new_ok:
                         kind = "MODIFIED" if old_ok else "ADDED"
-                        stream.write(_event(kind, render(new)))
+                        line = _event(kind, render(new))
+                        stream.write(line)
+                        count(1, len(line))
                     elif old_ok:
                         # upstream's cacheWatcher: the previous content at the event's revision
                         old = decode(ev.prev_kv) if ev.prev_kv is not None else new
                         old["metadata"]["resourceVersion"] = str(ev.kv.mod_revision)
-                        stream.write(_event("DELETED", render(old)))
+                        line = _event("DELETED", render(old))
+                        stream.write(line)
+                        count(1, len(line))
                 else:
                     if ev.prev_kv is None:
                         continue
                     old = decode(ev.prev_kv)
                     old["metadata"]["resourceVersion"] = str(ev.kv.mod_revision)
                     if matches(old):
-                        stream.write(_event("DELETED", render(old)))
+                        line = _event("DELETED", render(old))
+                        stream.write(line)
+                        count(1, len(line))
             if resp.revision > last_rev and not resp.events:
                 last_rev = resp.revision   # a progress notification
             if stream.closed:
@@ -211,7 +221,7 @@ async def serve_watch(h: "RESTHandlers", req: Request, route: "Route") -> None:
 
 async def _watch_cache(req: Request, info, cacher: Cacher, lo: bytes, hi: bytes, rv: str,
                        send_initial: bool | None, bookmarks: bool, timeout: float, pred, node: str | None,
-                       render, fmt: tuple) -> None:
+                       render, fmt: tuple, count) -> None:
     """A watch served from the watch cache. Each event's line is encoded once and shared
     by every watcher; a watcher that asked for a Table or metadata only gets `render`'s
     conversion, also made once per event and format (except the first Table, which
@@ -269,9 +279,12 @@ async def _watch_cache(req: Request, info, cacher: Cacher, lo: bytes, hi: bytes,
     stream = req.start_stream(200, headers)
     try:
         if initial:
-            stream.write(b"".join(initial))
+            data = b"".join(initial)
+            stream.write(data)
+            count(len(initial), len(data))
         if send_initial:
             stream.write(_event("BOOKMARK", _bookmark(info, after, initial_end=True)))
+        req.init_done()
         deadline = time.monotonic() + timeout
         next_bookmark = time.monotonic() + BOOKMARK_EVERY
         while True:
@@ -284,7 +297,9 @@ async def _watch_cache(req: Request, info, cacher: Cacher, lo: bytes, hi: bytes,
             await w.wait(wait)
             lines = w.drain()
             if lines:
-                stream.write(out(lines))
+                data = out(lines)
+                stream.write(data)
+                count(len(lines), len(data))
             if w.closed or stream.closed:
                 break
             if stream.backlog > MAX_BACKLOG:
@@ -299,6 +314,22 @@ async def _watch_cache(req: Request, info, cacher: Cacher, lo: bytes, hi: bytes,
     finally:
         w.close()
     return None
+
+
+def _counter(h: "RESTHandlers", info) -> Callable[[int, int], None]:
+    """Counts events sent to one watcher: apiserver_watch_events_total and _sizes. A batch
+    of n events written at once is recorded as n events of its mean size."""
+    m = getattr(h, "metrics", None)
+    if m is None:
+        return lambda n, size: None
+    key = (info.group, info.version, info.kind)
+    hist = m.watch_event_sizes.child(key)
+    events = m.watch_events
+
+    def count(n: int, size: int) -> None:
+        events.inc(key, n)
+        hist.observe_n(size / n, n)
+    return count
 
 
 def _bookmark(info, rev: int, initial_end: bool = False) -> dict[str, Any]:

@@ -131,10 +131,10 @@ def test_group_list_order_and_preferred_versions():
     assert doc["kind"] == "APIGroupList" and doc["apiVersion"] == "v1"
     names = [g["name"] for g in doc["groups"]]
     # kube-apiserver's priorities: apps 17800, events 17750, batch 17400, rbac 17000,
-    # apiextensions 16700, coordination 16500, discovery 16200; CRD groups (1000) last.
+    # apiextensions 16700, coordination 16500, discovery 16200, flowcontrol 16100; CRD groups (1000) last.
     assert names == ["apps", "events.k8s.io", "batch", "rbac.authorization.k8s.io",
                      "apiextensions.k8s.io", "coordination.k8s.io", "discovery.k8s.io",
-                     "acme.io", "stable.example.com"]
+                     "flowcontrol.apiserver.k8s.io", "acme.io", "stable.example.com"]
     widgets = doc["groups"][-1]
     assert [v["version"] for v in widgets["versions"]] == ["v1", "v1beta1", "v2alpha1"]
     assert widgets["preferredVersion"] == {"groupVersion": "stable.example.com/v1", "version": "v1"}
@@ -211,7 +211,7 @@ def test_aggregated_groups_v2beta1_and_crds():
     assert "" not in names
     assert names == ["apps", "events.k8s.io", "batch", "rbac.authorization.k8s.io",
                      "apiextensions.k8s.io", "coordination.k8s.io", "discovery.k8s.io",
-                     "acme.io", "stable.example.com"]
+                     "flowcontrol.apiserver.k8s.io", "acme.io", "stable.example.com"]
     apps = doc["items"][0]
     deploy = next(r for r in apps["versions"][0]["resources"] if r["resource"] == "deployments")
     assert deploy["subresources"] == [

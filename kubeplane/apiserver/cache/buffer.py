@@ -26,6 +26,12 @@ class EventBuffer:
     def __len__(self) -> int:
         return len(self.events)
 
+    @property
+    def capacity(self) -> int:
+        """What upstream's apiserver_watch_cache_capacity reports: the events held now
+        (this buffer grows and shrinks by time rather than in fixed steps)."""
+        return max(len(self.events), self.min_events)
+
     def append(self, ev: Event) -> None:
         self.events.append(ev)
         self.trim(ev.time)

@@ -61,6 +61,12 @@ class Cacher:
         self.ready = asyncio.Event()        # state loaded: reads can be served
         self.prefilled = asyncio.Event()    # start-up history is in the buffer (or given up)
         self.terminated_watchers = 0   # closed because they fell behind
+        # metrics (read at scrape time): events from the store, events offered to watchers,
+        # (re)initialisations and the objects each loaded
+        self.events_received = 0
+        self.events_dispatched = 0
+        self.initializations = 0
+        self.init_events = 0
         self._waiters: list[tuple[int, asyncio.Future]] = []
         self._task: asyncio.Task | None = None
         self._store_watcher = None
@@ -103,6 +109,8 @@ class Cacher:
         res = await self.store.range(self.prefix, self.end)
         now = time.monotonic()
         fresh = {kv.key: make_entry(self.info, kv) for kv in res.kvs}
+        self.initializations += 1
+        self.init_events += len(fresh)
         if self.ready.is_set():
             # re-list after a failed watch: the difference becomes events at the new revision
             for key, old in list(self.items.items()):
@@ -209,6 +217,7 @@ class Cacher:
         return Event(DELETED, kv.mod_revision, deleted_entry(prev, kv.mod_revision), prev, now)
 
     def _apply(self, ev: Event) -> None:
+        self.events_received += 1
         key = ev.obj.key
         if ev.type == DELETED:
             if self.items.pop(key, None) is not None:
@@ -222,7 +231,13 @@ class Cacher:
         if ev.rev > self.rev:
             self.rev = ev.rev
 
+    @property
+    def watcher_count(self) -> int:
+        return len(self.watchers) + sum(len(ws) for ws in self.by_node.values())
+
     def _dispatch(self, ev: Event) -> None:
+        if self.watchers or self.by_node:
+            self.events_dispatched += 1
         if self.by_node:
             nodes = {ev.obj.fields.get("spec.nodeName")}
             if ev.prev is not None:

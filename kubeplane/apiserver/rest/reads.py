@@ -297,10 +297,19 @@ class Reads:
         elif rv == "0":
             limit = 0                   # upstream ignores limit for resourceVersion=0
         elif not rv:
+            m = self.metrics
             if not self.objects.store.info.progress_requests_reliable:
+                if m is not None:
+                    m.consistent_reads.inc((cacher.info.qualified, "false", "true"))
                 return None             # etcd < 3.4.31: a quorum read from the store
+            t0 = time.monotonic()
             want = await cacher.consistent_revision()
-            if not await cacher.wait_for(want, 3.0):
+            caught_up = await cacher.wait_for(want, 3.0)
+            if m is not None:
+                m.read_wait.observe((cacher.info.qualified,), time.monotonic() - t0)
+                m.consistent_reads.inc((cacher.info.qualified, "true" if caught_up else "false",
+                                        "false" if caught_up else "true"))
+            if not caught_up:
                 return None
         elif match == "Exact":
             rev = _parse_rv(rv)
@@ -335,11 +344,13 @@ class Reads:
                     from None
         read_rev = cacher.rev if rev is None else rev
         filtering = not (lsel.empty and fsel.empty)
+        fetched = 0
         try:
             it = iter(cacher.entries(prefix, hi, rev, start))
             picked: list[Entry] = []
             more = False
             for e in it:
+                fetched += 1
                 if filtering and not (lsel.matches(e.labels) and (fsel.empty or fsel.matches(e.fields))):
                     continue
                 if limit and len(picked) >= limit:
@@ -348,6 +359,12 @@ class Reads:
                 picked.append(e)
         except TooOld:
             return None                 # older than the cache's window: the store decides
+        m = self.metrics
+        if m is not None:
+            key = (info.key_prefix.rstrip("/"), "")
+            m.cache_lists.inc(key)
+            m.cache_list_fetched.inc(key, fetched)
+            m.cache_list_returned.inc(key[:1], len(picked))
         meta: dict[str, Any] = {"resourceVersion": str(read_rev)}
         if more and picked:
             meta["continue"] = _encode_continue(read_rev, picked[-1].key, prefix)

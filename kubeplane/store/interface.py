@@ -223,5 +223,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def members(self) -> list[Member]: ...
 
+    # --- Observability ------------------------------------------------------------
+
+    def metrics_collector(self):
+        """A prometheus_client collector of this store's own metrics under etcd's names
+        (``kubeplane.store.metrics``), or None when the store has none to offer: a
+        client of a real etcd leaves that to etcd's own /metrics."""
+        return None
+
 
 __all__ = ["Store", "Watcher", "RangeOp"]

@@ -190,10 +190,16 @@ async def serve(
     progress_notify_interval: float = 600.0,
     *,
     max_request_bytes: int = MAX_REQUEST_BYTES,
+    listen_metrics: str | None = None,
 ) -> None:
     """Open the embedded store in ``data_dir`` and serve it on ``listen`` until
     SIGTERM or SIGINT; then stop serving and close the store (everything that was
-    acknowledged is durable).  Prints one line with the bound address once serving."""
+    acknowledged is durable).  Prints one line with the bound address once serving.
+
+    ``listen_metrics`` (etcd's ``--listen-metrics-urls``: comma-separated URLs such as
+    ``http://127.0.0.1:2381``) also serves ``GET /metrics`` (etcd's metric names,
+    ``kubeplane.store.metrics``) and ``GET /health`` over plain HTTP on each."""
+    from ..metrics import default_registry_for, serve_metrics, store_health
     from ..mvcc import EmbeddedStore
 
     loop = asyncio.get_running_loop()
@@ -219,16 +225,27 @@ async def serve(
                 quota_bytes=quota_bytes,
             )
             await server.start(listen)
+            metrics_servers: list[asyncio.AbstractServer] = []
             try:
+                urls = [u.strip() for u in (listen_metrics or "").split(",") if u.strip()]
+                if urls:
+                    registry, health = default_registry_for(store), store_health(store)
+                    for url in urls:
+                        metrics_servers.append(await serve_metrics(url, registry, health))
                 print(
                     f"kubeplane store: serving etcd v3 API on {server.endpoint} "
                     f"(data dir {data_dir}, {type(asyncio.get_running_loop()).__module__.split('.')[0]} loop)",
                     flush=True,
                 )
+                for ms in metrics_servers:
+                    host, port = ms.sockets[0].getsockname()[:2]
+                    print(f"kubeplane store: serving /metrics and /health on http://{host}:{port}", flush=True)
                 log.info("serving %s on %s", data_dir, server.endpoint)
                 await stop.wait()
                 log.info("shutting down")
             finally:
+                for ms in metrics_servers:
+                    ms.close()
                 await server.stop()
         finally:
             await store.close()

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CorruptionError
+from ..metrics import WAL_FSYNC_BUCKETS, Recorder
 from . import snapshot as snap_mod
 from . import wal
 
@@ -47,6 +48,8 @@ class Backend:
         self.writer: wal.SegmentWriter | None = None
         self.cluster_id = 0
         self.member_id = 0
+        # etcd_disk_wal_fsync_duration_seconds; observed from the I/O thread only.
+        self.fsync_durations = Recorder(WAL_FSYNC_BUCKETS)
 
     # --- start-up -----------------------------------------------------------------
 
@@ -106,7 +109,7 @@ class Backend:
     def write_sync(self, buffers: list[bytes]) -> None:
         """Append one batch's frame (durably unless fsync is off)."""
         if self.fsync:
-            self.writer.write_sync(buffers)
+            self.fsync_durations.observe(self.writer.write_sync(buffers))
         else:
             self.writer.append(buffers)
 

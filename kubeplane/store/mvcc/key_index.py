@@ -72,6 +72,7 @@ class KeyIndex:
         self.latest: dict[bytes, Record] = {}
         self.all_keys: SortedList = SortedList()
         self.live: SortedList = SortedList()
+        self.compacted_versions = 0  # versions dropped by compaction (a metric)
 
     def __len__(self) -> int:
         return len(self.live)
@@ -147,6 +148,7 @@ class KeyIndex:
         if rec is None:
             return 0
         freed = 0
+        dropped = 0
         if rec.version == 0:
             # The tombstone and everything below it are invisible from rev on.
             drop = rec
@@ -160,7 +162,9 @@ class KeyIndex:
             rec.prev = None
         while drop is not None:
             freed += record_size(drop)
+            dropped += 1
             drop = drop.prev
+        self.compacted_versions += dropped
         return freed
 
 

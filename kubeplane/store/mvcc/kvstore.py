@@ -73,6 +73,11 @@ class KVStore:
         self.compacted = 0
         self.db_in_use = 0
         self.db_high_water = 0
+        # Ops run, for etcd_mvcc_{range,put,delete,txn}_total (kubeplane.store.metrics).
+        self.ranges = 0
+        self.puts = 0
+        self.deletes = 0
+        self.txns = 0
 
     # --- reads --------------------------------------------------------------------
 
@@ -225,6 +230,7 @@ class KVStore:
     # --- txn evaluation -----------------------------------------------------------
 
     def compare(self, c: Compare) -> bool:
+        self.ranges += 1  # etcd evaluates a compare with a Range (counted as one)
         recs = self.head_range(c.key, c.range_end)
         if not recs:
             if c.target == CompareTarget.VALUE:
@@ -288,10 +294,12 @@ class KVStore:
         results: list = []
         for op in ops:
             if isinstance(op, RangeOp):
+                self.ranges += 1
                 read_rev = op.revision if op.revision > 0 else None
                 header = rev if records else rev - 1
                 results.append(self.range_now(op, read_rev, header))
             elif isinstance(op, PutOp):
+                self.puts += 1
                 prev = self.index.head(op.key)
                 value = prev.value if op.ignore_value else op.value
                 lease = prev.lease if op.ignore_lease else op.lease
@@ -300,6 +308,7 @@ class KVStore:
                 mutations.append((wal.OP_PUT, op.key, value, lease))
                 results.append(PutResult(rev, prev if op.prev_kv else None))
             elif isinstance(op, DeleteOp):
+                self.deletes += 1
                 prevs = self.head_range(op.key, op.range_end)
                 for prev in prevs:
                     records.append(self.stage_delete(prev, rev))

@@ -27,6 +27,7 @@ import os
 import re
 import time
 from collections import Counter, deque
+from time import perf_counter
 from typing import AsyncIterator, Sequence
 
 from sortedcontainers import SortedList
@@ -43,6 +44,7 @@ from ..errors import (
     StoreUnavailableError,
 )
 from ..interface import Store, Watcher
+from ..metrics import SLOW_APPLY_SECONDS, StoreStats
 from ..types import (
     ALL_KEYS,
     Compare,
@@ -104,7 +106,7 @@ class _Durable(asyncio.Future):
 class _Batch:
     """Txns that will share one write + fdatasync."""
 
-    __slots__ = ("pieces", "records", "txns", "upto", "future")
+    __slots__ = ("pieces", "records", "txns", "upto", "future", "opened")
 
     def __init__(self, future: asyncio.Future) -> None:
         self.pieces: list[bytes] = []  # WAL record encodings, joined into one frame
@@ -112,6 +114,7 @@ class _Batch:
         self.txns = 0
         self.upto = 0  # newest revision in the batch (0: none)
         self.future = future
+        self.opened = 0.0  # perf_counter() when its first txn was staged
 
 
 class EmbeddedStore(Store):
@@ -164,6 +167,17 @@ class EmbeddedStore(Store):
         self._failed: BaseException | None = None
         self._info = StoreInfo("embedded", VERSION, True, list(client_urls))
         self._client_urls = list(client_urls)  # set by whoever serves the store (gRPC endpoint)
+        self._stats = StoreStats()  # read by metrics_collector() at scrape time
+        self._collector = None
+
+    def metrics_collector(self):
+        """This store's Prometheus collector (``kubeplane.store.metrics.StoreCollector``,
+        etcd's metric names); register it in a prometheus_client registry."""
+        if self._collector is None:
+            from ..metrics import StoreCollector
+
+            self._collector = StoreCollector(self)
+        return self._collector
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -277,6 +291,8 @@ class EmbeddedStore(Store):
     def _stage(self, rev: int, records: list[Record], pieces: list[bytes]) -> asyncio.Future:
         """Queue a txn's records for the next batch; returns the batch's future."""
         b = self._open
+        if not b.txns:
+            b.opened = perf_counter()
         if records:
             self._kv.append_history(rev, records)
             b.records.extend(records)
@@ -316,6 +332,7 @@ class EmbeddedStore(Store):
         loop = asyncio.get_running_loop()
         kv = self._kv
         backend = self._backend
+        stats = self._stats
         while True:
             await self._wake_committer.wait()
             self._wake_committer.clear()
@@ -337,9 +354,13 @@ class EmbeddedStore(Store):
                     break
                 data = wal.frame_batch(b.pieces)
                 self._inflight = b.future
+                stats.inflight_txns = b.txns
+                start = perf_counter()
                 try:
                     await self._io.run(backend.write_sync, data)
                 except BaseException as exc:  # disk full, I/O error: etcd panics; we stop writing
+                    stats.proposals_failed += b.txns
+                    stats.inflight_txns = 0
                     self._fail(exc)
                     b.future.set_exception(StoreUnavailableError(f"kubeplane: WAL write failed: {exc}"))
                     if isinstance(exc, asyncio.CancelledError):
@@ -351,7 +372,15 @@ class EmbeddedStore(Store):
                     self._commit_seq += 1
                     self._watchers.notify(b.records, b.upto)
                 b.future.set_result(None)
-                self._wal_since_snapshot += len(data[0]) + len(data[1])
+                end = perf_counter()
+                stats.commit.observe(end - start)
+                stats.inflight_txns = 0
+                stats.proposals_committed += b.txns
+                if end - b.opened > SLOW_APPLY_SECONDS:
+                    stats.slow_applies += b.txns
+                written = len(data[0]) + len(data[1])
+                stats.wal_write_bytes += written
+                self._wal_since_snapshot += written
                 if not self._snapshotting and self._wal_since_snapshot > max(self._snapshot_min, kv.db_in_use):
                     self._snapshotting = True
                     self._tasks.append(loop.create_task(self._snapshot_task()))
@@ -361,6 +390,7 @@ class EmbeddedStore(Store):
         self._failed = exc
         for b in [*self._sealed, self._open]:
             if not b.future.done():
+                self._stats.proposals_failed += b.txns
                 b.future.set_exception(StoreUnavailableError(f"kubeplane: WAL write failed: {exc}"))
 
     # --- KV -----------------------------------------------------------------------
@@ -392,6 +422,7 @@ class EmbeddedStore(Store):
         self._check_open()
         if not key:
             raise EmptyKeyError()
+        self._kv.ranges += 1
         op = RangeOp(
             key, range_end, limit, revision, keys_only, count_only, SortOrder(sort_order),
             SortTarget(sort_target), serializable, min_mod_revision, max_mod_revision,
@@ -479,6 +510,7 @@ class EmbeddedStore(Store):
                 lease = prev.lease
         if lease and lease not in kv.lessor.leases:
             raise LeaseNotFoundError()
+        kv.puts += 1
         rev = kv.rev + 1
         rec = kv.stage_put(key, value, lease, rev, prev)
         await self._stage(rev, [rec], wal.encode_put(rev, key, value, lease))
@@ -497,6 +529,7 @@ class EmbeddedStore(Store):
         kv = self._kv
         size = kv.check_txn(compares, success, failure, self._max_ops)
         kv.check_size(size, self._max_request)
+        ops_before = kv.ranges + kv.puts + kv.deletes
         path = kv.path(compares, success, failure)
         ops = success if path[0] else failure
         cost, _ = kv.has_puts(ops, path)
@@ -507,6 +540,8 @@ class EmbeddedStore(Store):
         records: list[Record] = []
         mutations: list = []
         responses, _ = kv.apply(ops, path, 0, rev, records, mutations)
+        if kv.ranges + kv.puts + kv.deletes - ops_before > 1:
+            kv.txns += 1  # etcd counts a txn when it ran more than one op
         if records:
             fut = self._stage(rev, records, wal.encode_txn(rev, mutations))
             await fut
@@ -537,11 +572,17 @@ class EmbeddedStore(Store):
         # Readers below the new floor keep their snapshot until they finish.
         while self._readers and min(self._readers) < revision:
             await asyncio.sleep(0.005)
+        stats = self._stats
+        start = perf_counter()
         keys = kv.compaction_keys(revision)
+        stats.index_compaction_pause.observe((perf_counter() - start) * 1e3)
         for i in range(0, len(keys), READ_CHUNK):
+            t = perf_counter()
             kv.compact_keys(keys[i : i + READ_CHUNK], revision)
+            stats.db_compaction_pause.observe((perf_counter() - t) * 1e3)
             if i + READ_CHUNK < len(keys):
                 await self.pause()
+        stats.db_compaction_total.observe((perf_counter() - start) * 1e3)
 
     # --- watch --------------------------------------------------------------------
 
@@ -568,6 +609,7 @@ class EmbeddedStore(Store):
         if start > committed:
             w.synced = True
             self._watchers.add(w)
+        self._stats.watchers_open += 1
         return w
 
     # --- leases -------------------------------------------------------------------
@@ -598,6 +640,9 @@ class EmbeddedStore(Store):
                 prev = kv.index.head(key)
                 if prev is not None:
                     records.append(kv.stage_delete(prev, rev))
+            kv.deletes += len(records)  # etcd's lessor deletes key by key in one txn
+            if len(records) > 1:
+                kv.txns += 1
         if records:
             pieces.extend(wal.encode_txn(rev, [(wal.OP_DELETE, r.key, b"", 0) for r in records]))
         pieces.extend(wal.encode_lease_revoke(lease_id))
@@ -628,6 +673,7 @@ class EmbeddedStore(Store):
             if self._failed is not None:
                 return
             for lease_id in self._kv.lessor.expired():
+                self._stats.lease_expired += 1
                 self._revoke_now(lease_id)
 
     # --- maintenance --------------------------------------------------------------
@@ -670,8 +716,10 @@ class EmbeddedStore(Store):
     async def defragment(self) -> None:
         """Rewrite the on-disk state compactly (a snapshot) and release freed space."""
         self._check_open()
+        start = perf_counter()
         await self._take_snapshot()
         self._kv.db_high_water = self._kv.db_in_use
+        self._stats.defrag.observe(perf_counter() - start)
 
     async def members(self) -> list[Member]:
         self._check_open()
@@ -684,6 +732,7 @@ class EmbeddedStore(Store):
         async with self._maintenance:
             rev = kv.committed
             self._readers[rev] += 1
+            start = perf_counter()
             try:
                 buf: list[bytes] = []
                 size = 0
@@ -696,6 +745,7 @@ class EmbeddedStore(Store):
                         buf, size = [], 0
                 if buf:
                     yield b"".join(buf)
+                self._stats.snapshot.observe(perf_counter() - start)
             finally:
                 self._readers[rev] -= 1
                 if not self._readers[rev]:
@@ -728,6 +778,7 @@ class EmbeddedStore(Store):
             self._wake_committer.set()
             rev, next_segment = await waiter
             self._readers[rev] += 1
+            start = perf_counter()
             f = None
             try:
                 f = await self._io.run(self._backend.open_snapshot, rev)
@@ -742,6 +793,7 @@ class EmbeddedStore(Store):
                 await self._io.run(f.writelines, chunk)
                 await self._io.run(self._backend.finish_snapshot, f, rev, next_segment)
                 f = None
+                self._stats.snapshot.observe(perf_counter() - start)
             finally:
                 if f is not None:  # failed or cancelled half-way: no half-written file stays
                     self._io.run(self._backend.abort_snapshot, f)

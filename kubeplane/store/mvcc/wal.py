@@ -37,6 +37,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from time import perf_counter
 from typing import Iterator
 
 from ..errors import CorruptionError
@@ -238,10 +239,13 @@ class SegmentWriter:
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self.size = os.fstat(self.fd).st_size
 
-    def write_sync(self, buffers: list[bytes]) -> None:
-        """Append the buffers with one writev, then fdatasync."""
+    def write_sync(self, buffers: list[bytes]) -> float:
+        """Append the buffers with one writev, then fdatasync; returns the seconds the
+        fdatasync took."""
         self.append(buffers)
+        start = perf_counter()
         os.fdatasync(self.fd)
+        return perf_counter() - start
 
     def append(self, buffers: list[bytes]) -> None:
         total = sum(len(b) for b in buffers)

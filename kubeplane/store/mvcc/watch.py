@@ -116,6 +116,7 @@ class EmbeddedWatcher(Watcher):
             if self.buffer:
                 events, self.buffer = self.buffer, []
                 self.sent_since_tick = True
+                store._stats.events_sent += len(events)
                 return WatchResponse(self.buffer_rev, events)
             if not self.synced:
                 # One bounded step of history per call, and a yield before it, so a
@@ -126,6 +127,7 @@ class EmbeddedWatcher(Watcher):
                 resp = self._catch_up()
                 if resp is not None:
                     self.sent_since_tick = True
+                    store._stats.events_sent += len(resp.events)
                     return resp
                 continue
             if self.progress_requested or self.progress_due:
@@ -143,6 +145,7 @@ class EmbeddedWatcher(Watcher):
         committed = store._kv.committed
         if self.next_rev < store._kv.compacted or self.next_rev < history.base:
             self.closed = True
+            store._stats.watchers_open -= 1
             store._watchers.discard(self)
             raise CompactedError(store._kv.compacted)
         stop = min(committed, self.next_rev + CATCH_UP_REVISIONS - 1)
@@ -170,6 +173,7 @@ class EmbeddedWatcher(Watcher):
     async def cancel(self) -> None:
         if not self.closed:
             self.closed = True
+            self.store._stats.watchers_open -= 1
             self.store._watchers.discard(self)
             self._wake()
 

@@ -19,6 +19,7 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	scripts/ensure-etcd
+	scripts/ensure-prometheus
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 $(BENCH_STAMP): $(STAMP)

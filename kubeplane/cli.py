@@ -22,6 +22,7 @@ def _store_serve(args: argparse.Namespace) -> int:
                 auto_compaction_retention=args.auto_compaction_retention,
                 progress_notify_interval=args.watch_progress_notify_interval,
                 max_request_bytes=args.max_request_bytes,
+                listen_metrics=args.listen_metrics_urls or None,
             )
         )
     except (OSError, StoreError) as exc:
@@ -39,6 +40,8 @@ def _add_store_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-request-bytes", type=int, default=1572864, help="largest accepted request (default %(default)s)"
     )
+    parser.add_argument("--listen-metrics-urls", default="", metavar="URL",
+                        help="also serve /metrics and /health over plain HTTP here, e.g. http://127.0.0.1:2381")
     parser.add_argument("--auto-compaction-mode", choices=("periodic", "revision"), default="periodic")
     parser.add_argument(
         "--auto-compaction-retention",

@@ -195,7 +195,7 @@ class App:
         if head == "metrics" and len(parts) == 1 and self.metrics is not None:
             from prometheus_client import CONTENT_TYPE_LATEST
 
-            return Response(200, self.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+            return Response(200, await self.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
         raise errors.APIError(404, "NotFound", "the server could not find the requested resource",
                               {"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]})
 

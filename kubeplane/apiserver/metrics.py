@@ -12,7 +12,7 @@ read from their owners at scrape time through callbacks instead of being updated
 from __future__ import annotations
 
 import bisect
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Awaitable, Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -185,6 +185,7 @@ class APIServerMetrics(Collector):
         self.inqueue: Callable[[], tuple[int, int]] = lambda: (0, 0)
         self.caches: Callable[[], Iterable[Any]] = lambda: ()
         self.object_counts: Callable[[], Iterable[tuple[str, str, int]]] = lambda: ()
+        self.before_scrape: Callable[[], Awaitable[Any]] | None = None   # e.g. refresh the storage size
         self._own = (self.request_duration, self.request_sli, self.requests, self.response_sizes,
                      self.terminations, self.longrunning, self.watch_events, self.watch_event_sizes,
                      self.read_wait, self.consistent_reads, self.cache_lists, self.cache_list_fetched,
@@ -270,7 +271,12 @@ class APIServerMetrics(Collector):
                      "resources", ("group", "version", "kind"),
                      [((c.info.group, c.info.version, c.info.kind), c.watcher_count) for c in cachers])
 
-    def exposition(self) -> bytes:
+    async def exposition(self) -> bytes:
+        if self.before_scrape is not None:
+            try:
+                await self.before_scrape()
+            except Exception:
+                pass
         return generate_latest(self.registry)
 
 

@@ -80,7 +80,8 @@ class APIServer:
         if self.store is None:
             self.store = self._make_store()
         await self.store.start()
-        self.objects = ObjectStore(self.store)
+        self.metrics = APIServerMetrics()
+        self.objects = ObjectStore(self.store, registry=self.metrics.registry if cfg.metrics else None)
         self.handlers = RESTHandlers(self.objects, self.registry)
         self.handlers.namespace_deleter = self._delete_namespace_contents
         self.handlers.crd_deleter = self._delete_crd_objects
@@ -93,7 +94,6 @@ class APIServer:
         await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in cachers)), 300)
         self.handlers.min_request_timeout = cfg.min_request_timeout
         # metrics, flow control
-        self.metrics = APIServerMetrics()
         if cfg.metrics:
             self.handlers.metrics = self.metrics
         collector = self.store.metrics_collector() if hasattr(self.store, "metrics_collector") else None
@@ -138,6 +138,7 @@ class APIServer:
 
             self.pki = ensure_pki(os.path.join(cfg.data_dir, "pki"), [cfg.bind_address])
             token = self.pki.token
+        self.metrics.before_scrape = self.objects.refresh_storage_size
         app = App(self.handlers, self.registry, token, health=self.health,
                   authn=Authenticator(token, tokens), admission=self.admission, metrics=self.handlers.metrics)
         self.app = app

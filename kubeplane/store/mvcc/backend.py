@@ -131,11 +131,17 @@ class Backend:
         path = self.snap_dir / (snap_mod.snapshot_name(revision) + ".tmp")
         return open(path, "wb")
 
-    def finish_snapshot(self, f, revision: int, next_segment: int) -> None:
-        """fsync + rename the snapshot, then drop what it makes obsolete."""
+    def sync_snapshot(self, f) -> None:
+        """Make a written snapshot file durable (before `finish_snapshot` renames it)."""
         f.flush()
         os.fsync(f.fileno())
         f.close()
+
+    def finish_snapshot(self, f, revision: int, next_segment: int) -> None:
+        """fsync (unless `sync_snapshot` did) + rename the snapshot, then drop what it
+        makes obsolete."""
+        if not f.closed:
+            self.sync_snapshot(f)
         tmp = Path(f.name)
         final = self.snap_dir / snap_mod.snapshot_name(revision)
         os.replace(tmp, final)

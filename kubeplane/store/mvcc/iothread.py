@@ -4,7 +4,9 @@
 future per call; the WAL makes one call per group-commit batch, so the store uses this
 thin queue instead: the thread runs each call and hands the result straight to the
 asyncio future with ``call_soon_threadsafe``.  One thread keeps the calls ordered (a
-segment rotation never overtakes the batch written before it).
+segment rotation never overtakes the batch written before it).  Calls in flight are
+counted in ``runtime``, which hands the thread the GIL while it has work
+(``runtime.io_call_started``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ import queue
 import threading
 from typing import Any, Callable
 
+from ... import runtime
+
 
 def _resolve(fut: asyncio.Future, result: Any, exc: BaseException | None) -> None:
+    runtime.io_call_answered(fut.get_loop())
     if fut.done():  # the awaiting task gave up (cancelled); the call still ran
         return
     if exc is None:
@@ -34,6 +39,7 @@ class IOThread:
         """Queue ``fn(*args)``; the returned future completes with its result."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
+        runtime.io_call_started(loop)
         self._queue.put((loop, fut, fn, args))
         return fut
 

@@ -190,12 +190,14 @@ class EmbeddedStore(Store):
             return
         loop = asyncio.get_running_loop()
         self._io = IOThread("kubeplane-wal")
+        self._snap_io = IOThread("kubeplane-snapshot")
         try:
             recovered = await self._io.run(self._backend.open)
             self._recover(recovered)
         except BaseException:
             self._backend.close()
             self._io.shutdown(wait=False)
+            self._snap_io.shutdown(wait=False)
             raise
         self._wal_since_snapshot = recovered.log_bytes
         self._open = _Batch(_Durable(loop=loop))
@@ -267,18 +269,13 @@ class EmbeddedStore(Store):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._backend.close()
         self._io.shutdown(wait=True)
+        self._snap_io.shutdown(wait=True)
 
     async def pause(self) -> None:
         """Yield between the chunks of a long operation (range, compaction, snapshot,
-        watch catch-up).
-
-        ``sleep(0)`` is not enough while a WAL write is in flight: the loop's zero-timeout
-        select releases and retakes the GIL at once, which resets CPython's forced-switch
-        timer, so the WAL thread would never get the GIL and every writer would wait for
-        the long operation to end.  A short real sleep hands it over.
-        """
-        inflight = self._inflight
-        await asyncio.sleep(0.0002 if inflight is not None and not inflight.done() else 0)
+        watch catch-up). The WAL's thread gets the GIL meanwhile from the loop's handoff
+        (``runtime.io_call_started``)."""
+        await asyncio.sleep(0)
 
     def _check_open(self) -> None:
         if not self._started or self._closed:
@@ -389,7 +386,7 @@ class EmbeddedStore(Store):
         log.error("store failed, refusing writes: %s", exc)
         self._failed = exc
         for b in [*self._sealed, self._open]:
-            if not b.future.done():
+            if b.txns and not b.future.done():     # an empty batch has nobody waiting on it
                 self._stats.proposals_failed += b.txns
                 b.future.set_exception(StoreUnavailableError(f"kubeplane: WAL write failed: {exc}"))
 
@@ -780,23 +777,29 @@ class EmbeddedStore(Store):
             self._readers[rev] += 1
             start = perf_counter()
             f = None
+            # The snapshot's file is written and fsynced on a thread of its own: on the WAL's
+            # thread, tens of MB written and fsynced would stall every commit queued behind them
+            # (a lease renewal waited 5 s behind one in a list flood, tests/apiserver/test_fairness.py).
+            io = self._snap_io
             try:
-                f = await self._io.run(self._backend.open_snapshot, rev)
+                f = await io.run(self._backend.open_snapshot, rev)
                 chunk: list[bytes] = []
                 size = 0
                 async for payload in self._snapshot_payloads(rev, next_segment):
                     chunk.extend(wal.frame(payload))
                     size += len(payload)
                     if size >= 4 << 20:
-                        await self._io.run(f.writelines, chunk)
+                        await io.run(f.writelines, chunk)
                         chunk, size = [], 0
-                await self._io.run(f.writelines, chunk)
+                await io.run(f.writelines, chunk)
+                await io.run(self._backend.sync_snapshot, f)
+                # rename and dropping obsolete segments stay on the WAL's thread (it owns the log)
                 await self._io.run(self._backend.finish_snapshot, f, rev, next_segment)
                 f = None
                 self._stats.snapshot.observe(perf_counter() - start)
             finally:
                 if f is not None:  # failed or cancelled half-way: no half-written file stays
-                    self._io.run(self._backend.abort_snapshot, f)
+                    self._snap_io.run(self._backend.abort_snapshot, f)
                 self._readers[rev] -= 1
                 if not self._readers[rev]:
                     del self._readers[rev]

@@ -98,9 +98,8 @@ class App:
                 queued = perf_counter() - t0
                 if ticket is not None and ticket is not True:
                     req.on_init = ticket.release
-                    if ri.long_running:
-                        req.stream_headers = [("X-Kubernetes-PF-FlowSchema-UID", ticket.flow_schema_uid),
-                                              ("X-Kubernetes-PF-PriorityLevel-UID", ticket.priority_level_uid)]
+                    req.stream_headers = [("X-Kubernetes-PF-FlowSchema-UID", ticket.flow_schema_uid),
+                                          ("X-Kubernetes-PF-PriorityLevel-UID", ticket.priority_level_uid)]
                 if ri.long_running:
                     resp = await self._long_running(req, ri)
                 else:
@@ -121,22 +120,25 @@ class App:
             code = e.code
             if self.metrics is not None and (code == 429 or code == 504):
                 self.metrics.record_termination(ri, code)
-            if req.stream is not None:
+            if req.stream is not None:    # failed half-way through its body (a deadline)
+                req.stream.abort()
                 resp = None
             else:
                 resp = _error_response(e)
         finally:
             if admitted:
                 adm.exit(ri, ticket)
-        if resp is not None:
+        size = 0
+        if req.stream is not None:              # the body went out on the stream (its head had the PF headers)
+            code = 200 if resp is None else resp.status
+            size = 0 if ri.long_running else req.stream.sent
+            resp = None
+        elif resp is not None:
             code = resp.status
-            if ticket is not None and ticket is not True:     # as upstream, on every classified response
-                resp.headers.append(("X-Kubernetes-PF-FlowSchema-UID", ticket.flow_schema_uid))
-                resp.headers.append(("X-Kubernetes-PF-PriorityLevel-UID", ticket.priority_level_uid))
-        elif req.stream is not None:
-            code = 200
+            size = len(resp.body)
+            resp.headers.extend(req.stream_headers)     # as upstream, on every classified response
         if self.metrics is not None:
-            self.metrics.record(ri, code, perf_counter() - t0, len(resp.body) if resp is not None else 0, queued)
+            self.metrics.record(ri, code, perf_counter() - t0, size, queued)
         if request_logging_enabled():
             self._log(req, ri, code, perf_counter() - t0, ticket)
         return resp

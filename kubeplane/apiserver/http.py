@@ -10,6 +10,13 @@ Invariants:
   connection closed (the client may still be sending).
 - A stream writes straight to the transport; `Stream.backlog` tells the writer how much
   is queued so that a slow reader can be closed instead of buffering without bound.
+- A long body (a LIST of thousands of objects, a watch's initial events) is written in
+  pieces (`Stream.write_items`): the event loop serves other requests between pieces,
+  the writer waits while the client is more than `ITEMS_BACKLOG` behind, and the
+  handler (with its flow-control seats) stays busy until the last piece is handed over,
+  as a Go handler blocked on a slow client does. At most `LONG_WRITES` such bodies are
+  written at once server-wide, the others wait their turn (memory and the loop's share
+  stay bounded even for requests flow control exempts).
 - When the peer goes away, the task serving a stream on it is cancelled.
 """
 from __future__ import annotations
@@ -19,13 +26,54 @@ import email.utils
 import logging
 import ssl
 import time
+import weakref
 from collections import deque
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Iterable, Sequence, TypeVar
 from urllib.parse import parse_qs, unquote
 
 import httptools
 
 log = logging.getLogger("kubeplane.apiserver.http")
+
+T = TypeVar("T")
+
+ITEMS_PIECE = 256           # items encoded and written per piece
+ITEMS_BACKLOG = 4 << 20     # the writer waits while this much is queued for the client
+LONG_ITEMS = 500            # bodies of more items take one of the LONG_WRITES slots
+LONG_WRITES = 16
+_long_writes: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = \
+    weakref.WeakKeyDictionary()
+
+
+Buffer = bytes | memoryview
+
+
+def join_items(items: Iterable[T], encode: Callable[[T], Sequence[Buffer]], sep: bytes = b"",
+               lead: bool = False) -> bytes:
+    """The buffers of every item (`encode(item)`, e.g. the parts of a stored object with
+    its resourceVersion spliced in) joined in one copy, `sep` between items and before
+    the first when `lead`."""
+    parts: list[Buffer] = []
+    add = parts.extend
+    if not sep:
+        for x in items:
+            add(encode(x))
+    else:
+        put = parts.append
+        for x in items:
+            if lead:
+                put(sep)
+            add(encode(x))
+            lead = True
+    return b"".join(parts)
+
+
+def _long_write_slot() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    sem = _long_writes.get(loop)
+    if sem is None:
+        sem = _long_writes[loop] = asyncio.Semaphore(LONG_WRITES)
+    return sem
 
 _REASONS = {
     200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 304: "Not Modified",
@@ -69,7 +117,7 @@ class Request:
         self.keep_alive = True
         self.timed_out = False          # set when the deadline sweeper cancels the request
         self.on_init: Callable[[], None] | None = None   # a watch calls it once its initial events are out
-        self.stream_headers: list[tuple[str, str]] = []  # added to a stream's head (flow control's)
+        self.stream_headers: list[tuple[str, str]] = []  # flow control's headers, on every response head
 
     def init_done(self) -> None:
         """A watch has sent its initial events (flow control gives its seats back)."""
@@ -116,11 +164,12 @@ def _head(status: int, headers: list[tuple[str, str]]) -> bytearray:
 class Stream:
     """A chunked response body written directly to the connection's transport."""
 
-    __slots__ = ("conn", "closed")
+    __slots__ = ("conn", "closed", "sent")
 
     def __init__(self, conn: "Connection", status: int, headers: list[tuple[str, str]]):
         self.conn = conn
         self.closed = conn.transport is None or conn.transport.is_closing()
+        self.sent = 0                   # body bytes written (the response size metric)
         head = _head(status, headers)
         head += b"Transfer-Encoding: chunked\r\n\r\n"
         if not self.closed:
@@ -133,7 +182,34 @@ class Stream:
         if t is None or t.is_closing():
             self.closed = True
             return
-        t.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.sent += len(data)
+        if len(data) < 65536:
+            t.write(b"%x\r\n%s\r\n" % (len(data), data))
+        else:                           # no copy of a long piece
+            t.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+
+    async def write_items(self, items: Sequence[T], encode: Callable[[T], Sequence[Buffer]], sep: bytes = b"",
+                          lead: bool = False) -> None:
+        """Write every item as the buffers `encode(item)` gives, `sep` between items (and
+        before the first when `lead`), in pieces of ITEMS_PIECE items (`join_items`);
+        between pieces other requests are served, and while more than ITEMS_BACKLOG waits
+        for the client, so does this. Bodies of more than LONG_ITEMS items wait for one of
+        LONG_WRITES slots first."""
+        if len(items) <= LONG_ITEMS:
+            self.write(join_items(items, encode, sep, lead))
+            return
+        t = self.conn.transport
+        if t is not None:   # keep the pipe full: pause above ITEMS_BACKLOG, resume below a quarter of it
+            t.set_write_buffer_limits(high=ITEMS_BACKLOG, low=ITEMS_BACKLOG // 4)
+        async with _long_write_slot():
+            for i in range(0, len(items), ITEMS_PIECE):
+                self.write(join_items(items[i:i + ITEMS_PIECE], encode, sep, lead or i > 0))
+                if self.closed:
+                    return
+                if self.backlog > ITEMS_BACKLOG:
+                    await self.drain()
+                else:
+                    await asyncio.sleep(0)
 
     @property
     def backlog(self) -> int:
@@ -149,6 +225,16 @@ class Stream:
             if t is not None and not t.is_closing():
                 t.write(b"0\r\n\r\n")
             self.closed = True
+
+    def abort(self) -> None:
+        """The body cannot be completed (the request failed half-way): close the
+        connection without the last chunk, so the client sees a broken response, not a
+        short one."""
+        if not self.closed:
+            self.closed = True
+            t = self.conn.transport
+            if t is not None:
+                t.abort()
 
 
 Handler = Callable[[Request], Awaitable[Response | None]]

@@ -42,20 +42,35 @@ def prefix_of(info: ResourceInfo, namespace: str | None) -> bytes:
 _HEAD = re.compile(rb'\{"kind":"[^"\\]*","apiVersion":"[^"\\]*","metadata":\{')
 
 
+def rv_cut(value: bytes) -> int:
+    """Where `metadata.resourceVersion` goes into the stored JSON: just inside metadata's
+    brace; -1 when the value was written by someone else (not in encode()'s order)."""
+    m = _HEAD.match(value)
+    return m.end() if m is not None else -1
+
+
+def rv_parts(value: bytes, rev: int, cut: int) -> tuple[bytes | memoryview, ...]:
+    """The JSON as served (resourceVersion `rev` spliced in at `cut`, from rv_cut) as
+    buffers to join or write: the stored bytes are not copied here."""
+    if cut < 0:     # written by someone else: decode, set, encode
+        return (orjson.dumps(_decoded(value, rev)),)
+    rv = b'"resourceVersion":"%d"' % rev if value[cut] == 0x7D else b'"resourceVersion":"%d",' % rev  # 0x7D: }
+    return value[:cut], rv, memoryview(value)[cut:]
+
+
 def with_rv(value: bytes, rev: int) -> bytes:
     """The stored JSON with `metadata.resourceVersion` = `rev`: the bytes every GET, LIST
     and watch event of this version carries (serialized once)."""
-    m = _HEAD.match(value)
-    if m is None:   # written by someone else: decode, set, encode
-        obj = orjson.loads(value)
-        md = obj.get("metadata")
-        if not isinstance(md, dict):
-            md = obj["metadata"] = {}
-        md["resourceVersion"] = str(rev)
-        return orjson.dumps(obj)
-    j = m.end()
-    sep = b"" if value[j:j + 1] == b"}" else b","
-    return b'%s"resourceVersion":"%d"%s%s' % (value[:j], rev, sep, value[j:])
+    return b"".join(rv_parts(value, rev, rv_cut(value)))
+
+
+def _decoded(value: bytes, rev: int) -> dict[str, Any]:
+    obj = orjson.loads(value)
+    md = obj.get("metadata")
+    if not isinstance(md, dict):
+        md = obj["metadata"] = {}
+    md["resourceVersion"] = str(rev)
+    return obj
 
 
 def decode(kv: KeyValue) -> dict[str, Any]:

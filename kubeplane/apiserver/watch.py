@@ -140,10 +140,10 @@ async def serve_watch(h: "RESTHandlers", req: Request, route: "Route") -> None:
     last_rev = start_rev
     count = _counter(h, info)
     try:
-        for obj in initial:
-            line = _event("ADDED", render(obj))
-            stream.write(line)
-            count(1, len(line))
+        if initial:
+            sent = stream.sent
+            await stream.write_items(initial, lambda obj: (_event("ADDED", render(obj)),))
+            count(len(initial), stream.sent - sent)
         if send_initial_b:
             stream.write(_event("BOOKMARK", _bookmark(info, last_rev, initial_end=True)))
         req.init_done()
@@ -244,19 +244,13 @@ async def _watch_cache(req: Request, info, cacher: Cacher, lo: bytes, hi: bytes,
             first[0] = False
         return b"".join(conv)
 
-    initial: list[bytes] = []
+    initial: list[Entry] = []
     if rv in ("", "0") or send_initial:
         if send_initial and rv not in ("", "0") and rv.isdigit():
             await cacher.wait_for(int(rv), 3.0)
         after = cacher.rev
         if send_initial is not False:
-            for e in cacher.entries(lo, hi):
-                if pred is None or pred(e):
-                    if render is None:
-                        initial.append(b'{"type":"ADDED","object":%s}\n' % e.data)
-                    else:
-                        initial.append(_event("ADDED", render(e.obj())))
-                        first[0] = False
+            initial = [e for e in cacher.entries(lo, hi) if pred is None or pred(e)]
     else:
         try:
             after = int(rv)
@@ -279,9 +273,13 @@ async def _watch_cache(req: Request, info, cacher: Cacher, lo: bytes, hi: bytes,
     stream = req.start_stream(200, headers)
     try:
         if initial:
-            data = b"".join(initial)
-            stream.write(data)
-            count(len(initial), len(data))
+            sent = stream.sent
+            if render is None:
+                await stream.write_items(initial, _added_line)
+            else:
+                await stream.write_items(initial, lambda e: (_event("ADDED", render(e.obj())),))
+                first[0] = False
+            count(len(initial), stream.sent - sent)
         if send_initial:
             stream.write(_event("BOOKMARK", _bookmark(info, after, initial_end=True)))
         req.init_done()
@@ -314,6 +312,10 @@ async def _watch_cache(req: Request, info, cacher: Cacher, lo: bytes, hi: bytes,
     finally:
         w.close()
     return None
+
+
+def _added_line(e: Entry) -> tuple[bytes | memoryview, ...]:
+    return (b'{"type":"ADDED","object":', *e.parts(), b"}\n")
 
 
 def _counter(h: "RESTHandlers", info) -> Callable[[int, int], None]:

@@ -3,8 +3,9 @@
     python flood_client.py PORT PATH SECONDS CONNECTIONS USER
 
 Keeps CONNECTIONS LISTs of PATH in flight for SECONDS, reading and discarding each
-body, and prints one JSON line: status counts, the Retry-After values of 429s, and
-whether every 429 carried the APF headers."""
+body (after a 429 it waits Retry-After seconds, as client-go does), and prints one JSON
+line: status counts, the Retry-After values of 429s, and whether every 429 carried the
+APF headers."""
 from __future__ import annotations
 
 import asyncio
@@ -36,7 +37,8 @@ async def main(port: int, path: str, seconds: float, conns: int, user: str) -> d
                             if not (r.headers.get("X-Kubernetes-PF-FlowSchema-UID")
                                     and r.headers.get("X-Kubernetes-PF-PriorityLevel-UID")):
                                 pf_headers = False
-                            await asyncio.sleep(0.05)
+                            ra = r.headers.get("Retry-After", "")
+                            await asyncio.sleep(min(int(ra), 32) if ra.isdigit() else 1.0)
                 except (aiohttp.ClientError, asyncio.TimeoutError):
                     errors += 1
                     await asyncio.sleep(0.1)

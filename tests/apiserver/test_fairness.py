@@ -1,8 +1,18 @@
-"""Fairness under a flood (issue 5's proof): one user keeps 200 LISTs of 10,000 pods in
+"""Fairness under a flood (issue 5's proof): one user keeps 400 LISTs of 10,000 pods in
 flight while 20 nodes renew their Leases every second, as kubelets do. With API Priority
 and Fairness the flood waits in global-default's queues and is turned away with 429 +
 Retry-After, and the renewals (system-node-high -> node-high, seats of their own) keep
 p99 <= 1 s.
+
+The server runs with 60 seats (--max-requests-inflight 40, --max-mutating-requests-inflight
+20) instead of 600, so that global-default has 5 seats (ceil(60 x 20 / 245)) and one LIST
+of 10,000 pods (10 seats, capped at the level's 5) fills them. As upstream's queueset,
+kubeplane turns a request away as queue-full only while every seat is in use; with 600
+seats global-default's 49 hold four 10-seat LISTs (40) and never fill, so the flood could
+be rejected only by a queue wait passing 15 s, which depends on the machine's speed. Here
+one flow is shuffle-sharded onto a hand of 6 queues of at most 50 requests each: 400
+LISTs in flight keep 300 waiting and the rest are rejected at once, on any machine.
+node-high (the renewals) gets 10 seats of its own.
 
 The flood runs in its own process (flood_client.py) so that the renewals' client-side
 timings are not the flooder's."""
@@ -24,7 +34,7 @@ from server_procs import ServerProc
 PODS = 10_000
 NODES = 20
 FLOOD_SECONDS = 25.0
-FLOOD_CONNS = 200
+FLOOD_CONNS = 400
 
 
 def _pod(i: int) -> dict:
@@ -79,7 +89,8 @@ async def _renewals(port: int, seconds: float) -> tuple[list[float], list[int]]:
 
 @pytest.mark.timeout(300)
 def test_lease_renewals_survive_a_list_flood(tmp_path: Path):
-    s = ServerProc(tmp_path / "data").start()
+    s = ServerProc(tmp_path / "data", extra=["--max-requests-inflight", "40",
+                                            "--max-mutating-requests-inflight", "20"]).start()
     try:
         assert s.call("POST", "/api/v1/namespaces", {"metadata": {"name": "flood"}}).status == 201
         asyncio.run(_load(s.http_port, "flood"))

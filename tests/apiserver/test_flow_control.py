@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import aiohttp
-import pytest
+import orjson
 
 from server_procs import ServerProc
 
@@ -291,5 +291,65 @@ def test_max_inflight_limits_without_apf(tmp_path: Path):
         assert 'apiserver_request_terminations_total{code="429"' in m or \
             'apiserver_request_terminations_total{component="apiserver",code="429"' in m or \
             ('apiserver_request_terminations_total' in m and 'code="429"' in m)
+    finally:
+        s.stop()
+
+
+def _executing(s: ServerProc, level: str) -> float:
+    for line in s.call("GET", "/metrics").body.decode().splitlines():
+        if line.startswith("apiserver_flowcontrol_current_executing_requests{") and \
+                f'priority_level="{level}"' in line and f'flow_schema="{level}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_a_long_list_keeps_its_seats_while_the_client_lags(tmp_path: Path):
+    """A LIST of 4,000 objects (~22 MB, more than the socket buffers and the server's
+    4 MiB write backlog hold) to a client that does not read: the handler waits for the
+    client with its seats held, as a Go handler blocked on its write does (flow control
+    counts it executing the whole time), while the server goes on answering others; once
+    the client reads, the list arrives whole and the seats are given back."""
+    import http.client
+    import socket
+
+    s = ServerProc(tmp_path / "data").start()
+    try:
+        assert s.call("POST", "/api/v1/namespaces", {"metadata": {"name": "big"}}).status == 201
+        filler = "x" * 5000
+        created = asyncio.run(_burst(s.http_port, "/api/v1/namespaces/big/configmaps", 4000, {},
+                                     lambda i: {"metadata": {"name": f"cm-{i:04d}"}, "data": {"f": filler}}))
+        assert {c for c, _ in created} == {201}
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        sock.settimeout(60)
+        sock.connect(("127.0.0.1", s.http_port))
+        slow = http.client.HTTPConnection("127.0.0.1", s.http_port)
+        slow.sock = sock
+        slow.request("GET", "/api/v1/namespaces/big/configmaps?resourceVersion=0", headers=_as("slow-reader"))
+        deadline = time.monotonic() + 10
+        while _executing(s, "global-default") < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _executing(s, "global-default") == 1
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        assert s.call("GET", "/healthz").status == 200
+        assert s.call("GET", "/api/v1/namespaces/big/configmaps/cm-0001", headers=_as("alice")).status == 200
+        assert time.monotonic() - t0 < 1.0
+        assert _executing(s, "global-default") == 1      # still writing: the client has not read
+        r = slow.getresponse()
+        body = r.read()
+        assert r.status == 200 and r.getheader("X-Kubernetes-PF-PriorityLevel-UID")
+        lst = orjson.loads(body)
+        assert [o["metadata"]["name"] for o in lst["items"]] == [f"cm-{i:04d}" for i in range(4000)]
+        assert len(body) > 20_000_000
+        slow.close()
+        deadline = time.monotonic() + 5
+        while _executing(s, "global-default") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _executing(s, "global-default") == 0
+        sizes = [line for line in s.call("GET", "/metrics").body.decode().splitlines()
+                 if line.startswith("apiserver_response_sizes_sum{") and 'verb="LIST"' in line
+                 and 'resource="configmaps"' in line]
+        assert sizes and max(float(x.rsplit(" ", 1)[1]) for x in sizes) >= len(body)
     finally:
         s.stop()

@@ -18,25 +18,31 @@ import orjson
 from ...store.types import KeyValue
 from ..resources import ResourceInfo
 from ..selectors import field_set
-from ..storage import with_rv
+from ..storage import rv_cut, rv_parts
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 
 
 class Entry:
-    __slots__ = ("key", "rev", "raw", "labels", "fields")
+    __slots__ = ("key", "rev", "raw", "cut", "labels", "fields")
 
-    def __init__(self, key: bytes, rev: int, raw: bytes, labels: dict[str, str], fields: dict[str, str]):
+    def __init__(self, key: bytes, rev: int, raw: bytes, labels: dict[str, str], fields: dict[str, str],
+                 cut: int | None = None):
         self.key = key
         self.rev = rev            # the mod revision: the object's resourceVersion
         self.raw = raw            # the stored JSON (no resourceVersion), shared with the store
+        self.cut = rv_cut(raw) if cut is None else cut    # where the resourceVersion goes
         self.labels = labels
         self.fields = fields      # selectable fields (metadata.name, spec.nodeName, ...)
 
     @property
     def data(self) -> bytes:
         """The JSON as served, resourceVersion included."""
-        return with_rv(self.raw, self.rev)
+        return b"".join(rv_parts(self.raw, self.rev, self.cut))
+
+    def parts(self) -> tuple[bytes | memoryview, ...]:
+        """`data` as buffers to join with others (a LIST's piece): no copy of its own."""
+        return rv_parts(self.raw, self.rev, self.cut)
 
     def obj(self) -> dict[str, Any]:
         """A fresh parsed copy (callers may change it)."""
@@ -54,7 +60,7 @@ def make_entry(info: ResourceInfo, kv: KeyValue) -> Entry:
 
 def deleted_entry(prev: Entry, rev: int) -> Entry:
     """The object as a DELETED event carries it: its last state at the deletion's revision."""
-    return Entry(prev.key, rev, prev.raw, prev.labels, prev.fields)
+    return Entry(prev.key, rev, prev.raw, prev.labels, prev.fields, prev.cut)
 
 
 class Event:
@@ -96,5 +102,5 @@ class Event:
             if t == DELETED and self.type != DELETED and self.prev is not None:
                 # stopped matching a selector: the previous content at this event's revision
                 obj = deleted_entry(self.prev, self.rev)
-            out = lines[t] = b'{"type":"%s","object":%s}\n' % (t.encode(), obj.data)
+            out = lines[t] = b"".join((b'{"type":"%s","object":' % t.encode(), *obj.parts(), b"}\n"))
         return out

@@ -3,66 +3,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-import weakref
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import orjson
 
 from .. import codec, errors, watch
 from ..errors import APIError, Cause
-from ..http import Request, Response
+from ..http import LONG_ITEMS, Buffer, Request, Response, join_items
 from ..resources import ResourceInfo
 from ..selectors import FieldSelector, LabelSelector, field_set
 from ...store import errors as store_errors
-from ...store.types import prefix_end
+from ...store.types import KeyValue, prefix_end
 from ..cache.cacher import Cacher, TooOld
 from ..cache.entry import Entry
-from ..storage import decode, key_of, prefix_of
+from ..storage import decode, key_of, prefix_of, rv_cut, rv_parts
 from ..tables import make_table
 from .common import Route, _int_param, _json, _parse_rv, _partial
 
 
-STREAM_ITEMS = 500          # longer lists take a slot (see _stream_slots)
-WHOLE_BYTES = 64 << 20      # up to this size a list is written in one piece (fastest), above in pieces
-STREAM_PIECE = 256          # objects per piece
-STREAM_BACKLOG = 4 << 20    # wait for the client while this much is queued
-STREAM_SLOTS = 4            # long lists written at once; the others wait their turn
-_slots: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = weakref.WeakKeyDictionary()
-
-
-def _stream_slots() -> asyncio.Semaphore:
-    """A relist storm (a thousand informers listing 50,000 pods at once) must not take the
-    whole event loop: only a few long lists are written at a time, the rest queue (they
-    cost nothing while they wait), and writes keep their share of the loop. A stopgap
-    until API Priority and Fairness (issue 5) gives LISTs seats by their size."""
-    loop = asyncio.get_running_loop()
-    sem = _slots.get(loop)
-    if sem is None:
-        sem = _slots[loop] = asyncio.Semaphore(STREAM_SLOTS)
-    return sem
-
-
-async def _stream_list(req: Request, head: bytes, picked: list[Entry]) -> None:
-    """Write a long list in pieces (chunked encoding): between pieces the event loop
-    serves others, and while the client is more than STREAM_BACKLOG behind we wait for
-    it. A 50,000-pod LIST then neither holds the loop for its whole length (writes keep
-    flowing while informers relist) nor needs its whole body in memory: a thousand
-    informers relisting at once cost a few megabytes each, not a whole list each."""
-    stream = req.start_stream(200, [("Content-Type", "application/json")])
-    t = req.conn.transport
-    if t is not None:   # keep the pipe full: wait above STREAM_BACKLOG, resume below a quarter of it
-        t.set_write_buffer_limits(high=STREAM_BACKLOG, low=STREAM_BACKLOG // 4)
-    stream.write(head)
-    for i in range(0, len(picked), STREAM_PIECE):
-        piece = b",".join([e.data for e in picked[i:i + STREAM_PIECE]])
-        stream.write(piece if i == 0 else b"," + piece)
-        if stream.closed:
-            return
-        if stream.backlog > STREAM_BACKLOG:
-            await stream.drain()
-        else:
-            await asyncio.sleep(0)
-    stream.write(b"]}")
+def _kv_parts(kv: KeyValue) -> tuple[bytes | memoryview, ...]:
+    return rv_parts(kv.value, kv.mod_revision, rv_cut(kv.value))
 
 
 def _validate_list_options(rv: str, match: str) -> None:
@@ -227,7 +187,7 @@ class Reads:
             if want > cur:
                 raise _too_large(want, cur)
         filtering = not (lsel.empty and fsel.empty)
-        items: list[dict[str, Any]] = []
+        items: list[KeyValue] = []
         next_key: bytes | None = None
         remaining: int | None = None
         read_rev = revision
@@ -246,14 +206,14 @@ class Reads:
             last_key = None
             for kv in kvs:
                 last_key = kv.key
-                obj = decode(kv)
                 if filtering:
+                    obj = decode(kv)
                     md = obj.get("metadata") or {}
                     if not lsel.matches(md.get("labels")):
                         continue
                     if not fsel.empty and not fsel.matches(field_set(info, obj)):
                         continue
-                items.append(obj)
+                items.append(kv)
                 if limit and len(items) >= limit:
                     break
             if limit and len(items) >= limit:
@@ -266,22 +226,50 @@ class Reads:
             if not more or not kvs:
                 break
             start = kvs[-1].key + b"\0"
-        if info.crd is not None:
-            for obj in items:
-                self._read_defaults(info, obj)
         meta: dict[str, Any] = {"resourceVersion": str(read_rev)}
         if next_key is not None:
             meta["continue"] = _encode_continue(read_rev, next_key, prefix)
             if remaining is not None and remaining > 0:
                 meta["remainingItemCount"] = remaining
-        if accept.table:
-            return _json(200, make_table(info, items, meta, include_object=req.param("includeObject") or "Metadata",
-                                         now=time.time()))
+        return await self._send_list(req, info, accept, meta, items, _kv_parts, decode)
+
+    async def _send_list(self, req: Request, info: ResourceInfo, accept: codec.Accept, meta: dict[str, Any],
+                         items: Sequence[Any], parts: Callable[[Any], Sequence[Buffer]],
+                         obj: Callable[[Any], dict[str, Any]]) -> Response:
+        """The LIST response for `items` (cache entries or store records): `parts(item)`
+        is an item's JSON as served, in buffers (serialize once: plain lists are assembled
+        from the stored bytes), `obj(item)` a fresh parsed copy for the other forms. Long
+        lists are written in pieces while the handler keeps its seats (Stream.write_items);
+        Tables and YAML are built whole."""
+        if info.crd is not None:
+            def obj_(x: Any, parse=obj) -> dict[str, Any]:
+                o = parse(x)
+                self._read_defaults(info, o)
+                return o
+            obj = obj_
+        if accept.table or accept.yaml:
+            objs = [obj(x) for x in items]
+            if accept.table:
+                return _json(200, make_table(info, objs, meta, include_object=req.param("includeObject") or "Metadata",
+                                             now=time.time()))
+            out = {"kind": info.list_kind, "apiVersion": info.group_version, "metadata": meta, "items": objs}
+            return _json(200, out, accept=accept)
         if accept.metadata:
-            return _json(200, {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
-                               "metadata": meta, "items": [_partial(o) for o in items]})
-        out = {"kind": info.list_kind, "apiVersion": info.group_version, "metadata": meta, "items": items}
-        return _json(200, out, accept=accept)
+            kind, api_version = "PartialObjectMetadataList", "meta.k8s.io/v1"
+            parts = lambda x: (orjson.dumps(_partial(obj(x))),)
+        else:
+            kind, api_version = info.list_kind, info.group_version
+            if info.crd is not None:
+                parts = lambda x: (orjson.dumps(obj(x)),)
+        head = b'{"kind":"%s","apiVersion":"%s","metadata":%s,"items":[' % (
+            kind.encode(), api_version.encode(), orjson.dumps(meta))
+        if len(items) <= LONG_ITEMS:
+            return Response(200, b"".join((head, join_items(items, parts, b","), b"]}")))
+        stream = req.start_stream(200, [("Content-Type", "application/json")])
+        stream.write(head)
+        await stream.write_items(items, parts, b",")
+        stream.write(b"]}")
+        return Response(200)        # the body went out on the stream
 
     async def _list_from_cache(self, req: Request, route: Route, cacher: Cacher, accept: codec.Accept,
                                lsel: LabelSelector, fsel: FieldSelector, limit: int, cont: str, rv: str,
@@ -319,14 +307,8 @@ class Reads:
             want = _parse_rv(rv)
             if not await cacher.wait_for(want, 3.0):
                 raise _too_large(want, cacher.rev)
-        hi = prefix_end(prefix)
-        ks = cacher.keys
-        if (not limit or limit > STREAM_ITEMS) and ks.bisect_left(hi) - ks.bisect_left(prefix) > STREAM_ITEMS:
-            # a long list: picked and written in one of a few slots (see _stream_slots)
-            async with _stream_slots():
-                return await self._cache_list(req, route, cacher, accept, lsel, fsel, limit, cont, rev, start,
-                                              prefix, hi)
-        return await self._cache_list(req, route, cacher, accept, lsel, fsel, limit, cont, rev, start, prefix, hi)
+        return await self._cache_list(req, route, cacher, accept, lsel, fsel, limit, cont, rev, start, prefix,
+                                      prefix_end(prefix))
 
     async def _cache_list(self, req: Request, route: Route, cacher: Cacher, accept: codec.Accept,
                           lsel: LabelSelector, fsel: FieldSelector, limit: int, cont: str, rev: int | None,
@@ -375,27 +357,7 @@ class Reads:
                 else:
                     remaining = 1 + sum(1 for _ in it)
                 meta["remainingItemCount"] = remaining
-        if info.crd is not None or accept.table or accept.metadata or accept.yaml:
-            items = [e.obj() for e in picked]
-            if info.crd is not None:
-                for obj in items:
-                    self._read_defaults(info, obj)
-            if accept.table:
-                return _json(200, make_table(info, items, meta,
-                                             include_object=req.param("includeObject") or "Metadata",
-                                             now=time.time()))
-            if accept.metadata:
-                return _json(200, {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
-                                   "metadata": meta, "items": [_partial(o) for o in items]})
-            out = {"kind": info.list_kind, "apiVersion": info.group_version, "metadata": meta, "items": items}
-            return _json(200, out, accept=accept)
-        # serialize once: the list is assembled from each object's stored bytes
-        head = b'{"kind":"%s","apiVersion":"%s","metadata":%s,"items":[' % (
-            info.list_kind.encode(), info.group_version.encode(), orjson.dumps(meta))
-        if len(picked) <= STREAM_ITEMS or sum(len(e.raw) for e in picked) <= WHOLE_BYTES:
-            return Response(200, head + b",".join([e.data for e in picked]) + b"]}")
-        await _stream_list(req, head, picked)
-        return None
+        return await self._send_list(req, info, accept, meta, picked, Entry.parts, Entry.obj)
 
     async def watch(self, req: Request, route: Route) -> None:
         return await watch.serve_watch(self, req, route)

@@ -25,7 +25,7 @@ from ..store.types import EventType, prefix_end
 from . import codec, errors
 from .cache.cacher import Cacher, TooOld
 from .cache.entry import Entry, Event
-from .http import Request
+from .http import LONG_ITEMS, Request, long_write_slot
 from .storage import decode, prefix_of
 
 if TYPE_CHECKING:
@@ -142,7 +142,11 @@ async def serve_watch(h: "RESTHandlers", req: Request, route: "Route") -> None:
     try:
         if initial:
             sent = stream.sent
-            await stream.write_items(initial, lambda obj: (_event("ADDED", render(obj)),))
+            if len(initial) <= LONG_ITEMS:
+                await stream.write_items(initial, lambda obj: (_event("ADDED", render(obj)),))
+            else:
+                async with long_write_slot():
+                    await stream.write_items(initial, lambda obj: (_event("ADDED", render(obj)),))
             count(len(initial), stream.sent - sent)
         if send_initial_b:
             stream.write(_event("BOOKMARK", _bookmark(info, last_rev, initial_end=True)))
@@ -225,7 +229,30 @@ async def _watch_cache(req: Request, info, cacher: Cacher, lo: bytes, hi: bytes,
     """A watch served from the watch cache. Each event's line is encoded once and shared
     by every watcher; a watcher that asked for a Table or metadata only gets `render`'s
     conversion, also made once per event and format (except the first Table, which
-    carries the column definitions)."""
+    carries the column definitions). Long initial events are picked and written in a
+    long_write_slot, given back once they are out."""
+    ks = cacher.keys
+    slot: asyncio.Semaphore | None = None
+    if (rv in ("", "0") or send_initial) and send_initial is not False \
+            and ks.bisect_left(hi) - ks.bisect_left(lo) > LONG_ITEMS:
+        slot = long_write_slot()
+        await slot.acquire()
+
+    def initial_done() -> None:
+        nonlocal slot
+        if slot is not None:
+            slot.release()
+            slot = None
+    try:
+        return await _watch_cache_in(req, info, cacher, lo, hi, rv, send_initial, bookmarks, timeout, pred, node,
+                                     render, fmt, count, initial_done)
+    finally:
+        initial_done()
+
+
+async def _watch_cache_in(req: Request, info, cacher: Cacher, lo: bytes, hi: bytes, rv: str,
+                          send_initial: bool | None, bookmarks: bool, timeout: float, pred, node: str | None,
+                          render, fmt: tuple, count, initial_done: Callable[[], None]) -> None:
     first = [True]
 
     def convert(ev: Event, t: str) -> bytes:
@@ -282,6 +309,7 @@ async def _watch_cache(req: Request, info, cacher: Cacher, lo: bytes, hi: bytes,
             count(len(initial), stream.sent - sent)
         if send_initial:
             stream.write(_event("BOOKMARK", _bookmark(info, after, initial_end=True)))
+        initial_done()
         req.init_done()
         deadline = time.monotonic() + timeout
         next_bookmark = time.monotonic() + BOOKMARK_EVERY

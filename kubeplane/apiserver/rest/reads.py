@@ -9,7 +9,7 @@ import orjson
 
 from .. import codec, errors, watch
 from ..errors import APIError, Cause
-from ..http import LONG_ITEMS, Buffer, Request, Response, join_items
+from ..http import LONG_ITEMS, Buffer, Request, Response, join_items, long_write_slot
 from ..resources import ResourceInfo
 from ..selectors import FieldSelector, LabelSelector, field_set
 from ...store import errors as store_errors
@@ -231,7 +231,10 @@ class Reads:
             meta["continue"] = _encode_continue(read_rev, next_key, prefix)
             if remaining is not None and remaining > 0:
                 meta["remainingItemCount"] = remaining
-        return await self._send_list(req, info, accept, meta, items, _kv_parts, decode)
+        if len(items) <= LONG_ITEMS:
+            return await self._send_list(req, info, accept, meta, items, _kv_parts, decode)
+        async with long_write_slot():         # (the store's pages were read before: their count was unknown)
+            return await self._send_list(req, info, accept, meta, items, _kv_parts, decode)
 
     async def _send_list(self, req: Request, info: ResourceInfo, accept: codec.Accept, meta: dict[str, Any],
                          items: Sequence[Any], parts: Callable[[Any], Sequence[Buffer]],
@@ -239,8 +242,8 @@ class Reads:
         """The LIST response for `items` (cache entries or store records): `parts(item)`
         is an item's JSON as served, in buffers (serialize once: plain lists are assembled
         from the stored bytes), `obj(item)` a fresh parsed copy for the other forms. Long
-        lists are written in pieces while the handler keeps its seats (Stream.write_items);
-        Tables and YAML are built whole."""
+        lists are written in pieces while the handler keeps its seats (Stream.write_items;
+        the caller holds a long_write_slot); Tables and YAML are built whole."""
         if info.crd is not None:
             def obj_(x: Any, parse=obj) -> dict[str, Any]:
                 o = parse(x)
@@ -307,8 +310,13 @@ class Reads:
             want = _parse_rv(rv)
             if not await cacher.wait_for(want, 3.0):
                 raise _too_large(want, cacher.rev)
-        return await self._cache_list(req, route, cacher, accept, lsel, fsel, limit, cont, rev, start, prefix,
-                                      prefix_end(prefix))
+        hi = prefix_end(prefix)
+        ks = cacher.keys
+        if (not limit or limit > LONG_ITEMS) and ks.bisect_left(hi) - ks.bisect_left(prefix) > LONG_ITEMS:
+            async with long_write_slot():     # a long list: picked and written in a slot
+                return await self._cache_list(req, route, cacher, accept, lsel, fsel, limit, cont, rev, start,
+                                              prefix, hi)
+        return await self._cache_list(req, route, cacher, accept, lsel, fsel, limit, cont, rev, start, prefix, hi)
 
     async def _cache_list(self, req: Request, route: Route, cacher: Cacher, accept: codec.Accept,
                           lsel: LabelSelector, fsel: FieldSelector, limit: int, cont: str, rev: int | None,

@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from . import errors
 from .errors import APIError
+from .flowcontrol import Rejected
 from .requestinfo import RequestInfo
 
 OBJECTS_PER_SEAT = 100
@@ -121,8 +122,6 @@ class Admission:
         """Admit the request or raise 429. Returns a ticket for `exit` (None when the
         request needs none)."""
         if self.flow is not None:
-            from .flowcontrol import Rejected
-
             seats = self.seats(ri, query) if ri.verb in ("list", "watch") else 1
             try:
                 ticket = await self.flow.admit(ri, seats, timeout / 4)

@@ -16,19 +16,21 @@ Invariants:
   handler (with its flow-control seats) stays busy until the last piece is handed over,
   as a Go handler blocked on a slow client does. At most `LONG_WRITES` such bodies are
   gathered and written at once server-wide (`long_write_slot`), the others wait their
-  turn (memory and the loop's share stay bounded even for requests flow control exempts).
+  turn, and their pieces take turns, `PIECES_PER_TURN` per loop iteration (memory and
+  the loop's share stay bounded even for requests flow control exempts).
 - When the peer goes away, the task serving a stream on it is cancelled.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import ssl
 import time
 import weakref
 from collections import deque
-from typing import Awaitable, Callable, Iterable, Sequence, TypeVar
+from typing import Any, AsyncContextManager, Awaitable, Callable, Iterable, Sequence, TypeVar
 from urllib.parse import parse_qs, unquote
 
 import httptools
@@ -42,8 +44,6 @@ ITEMS_BACKLOG = 4 << 20     # the writer waits while this much is queued for the
 LONG_ITEMS = 500            # bodies of more items take one of the LONG_WRITES slots
 LONG_WRITES = 16
 PIECES_PER_TURN = 2         # pieces of long bodies written per loop iteration, server-wide
-_long_writes: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = \
-    weakref.WeakKeyDictionary()
 
 
 Buffer = bytes | memoryview
@@ -69,16 +69,18 @@ def join_items(items: Iterable[T], encode: Callable[[T], Sequence[Buffer]], sep:
     return b"".join(parts)
 
 
-class _Turns:
-    """How many pieces of long bodies may still be written in this loop iteration."""
+class _LongWrites:
+    """Per event loop: the LONG_WRITES slots, and how many pieces of long bodies may still
+    be written in this loop iteration."""
 
-    __slots__ = ("left", "refill_queued")
+    __slots__ = ("slots", "left", "refill_queued")
 
     def __init__(self) -> None:
+        self.slots = asyncio.Semaphore(LONG_WRITES)
         self.left = PIECES_PER_TURN
         self.refill_queued = False
 
-    def take(self, loop: asyncio.AbstractEventLoop) -> bool:
+    def take_turn(self, loop: asyncio.AbstractEventLoop) -> bool:
         if not self.refill_queued:   # the refill runs at the next iteration, ahead of the pieces that wait
             self.refill_queued = True
             loop.call_soon(self._refill)
@@ -92,7 +94,14 @@ class _Turns:
         self.refill_queued = False
 
 
-_turns: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turns]" = weakref.WeakKeyDictionary()
+_long_writes: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LongWrites]" = weakref.WeakKeyDictionary()
+
+
+def _state(loop: asyncio.AbstractEventLoop) -> _LongWrites:
+    st = _long_writes.get(loop)
+    if st is None:
+        st = _long_writes[loop] = _LongWrites()
+    return st
 
 
 async def _piece_turn() -> None:
@@ -102,10 +111,8 @@ async def _piece_turn() -> None:
     commit, its response) keeps moving. Without it, 16 relists of 50,000 pods made each
     iteration ~240 ms and a patch took seconds."""
     loop = asyncio.get_running_loop()
-    turns = _turns.get(loop)
-    if turns is None:
-        turns = _turns[loop] = _Turns()
-    while not turns.take(loop):
+    st = _state(loop)
+    while not st.take_turn(loop):
         await asyncio.sleep(0)
 
 
@@ -114,11 +121,13 @@ def long_write_slot() -> asyncio.Semaphore:
     its items are gathered (a thousand informers relisting 50,000 pods at once must not
     each pick their 50,000 entries first: that alone held the loop 7 s) until its last
     piece is written."""
-    loop = asyncio.get_running_loop()
-    sem = _long_writes.get(loop)
-    if sem is None:
-        sem = _long_writes[loop] = asyncio.Semaphore(LONG_WRITES)
-    return sem
+    return _state(asyncio.get_running_loop()).slots
+
+
+def long_write(items: int) -> AsyncContextManager[Any]:
+    """`async with long_write(n)`: a long_write_slot when n items make a long body, else
+    nothing."""
+    return long_write_slot() if items > LONG_ITEMS else contextlib.nullcontext()
 
 
 _REASONS = {
@@ -240,8 +249,8 @@ class Stream:
         before the first when `lead`), in pieces of ITEMS_PIECE items (`join_items`);
         pieces take turns with every other long body (`_piece_turn`), between pieces other
         requests are served, and while more than ITEMS_BACKLOG waits for the client, so does
-        this. A caller with more than LONG_ITEMS items holds a
-        `long_write_slot()` from before it gathered them."""
+        this. A caller with more than LONG_ITEMS items holds a `long_write_slot()` from
+        before it gathered them."""
         if len(items) <= LONG_ITEMS:
             self.write(join_items(items, encode, sep, lead))
             return

@@ -25,7 +25,7 @@ from ..store.types import EventType, prefix_end
 from . import codec, errors
 from .cache.cacher import Cacher, TooOld
 from .cache.entry import Entry, Event
-from .http import LONG_ITEMS, Request, long_write_slot
+from .http import LONG_ITEMS, Request, long_write, long_write_slot
 from .storage import decode, prefix_of
 
 if TYPE_CHECKING:
@@ -142,11 +142,8 @@ async def serve_watch(h: "RESTHandlers", req: Request, route: "Route") -> None:
     try:
         if initial:
             sent = stream.sent
-            if len(initial) <= LONG_ITEMS:
+            async with long_write(len(initial)):
                 await stream.write_items(initial, lambda obj: (_event("ADDED", render(obj)),))
-            else:
-                async with long_write_slot():
-                    await stream.write_items(initial, lambda obj: (_event("ADDED", render(obj)),))
             count(len(initial), stream.sent - sent)
         if send_initial_b:
             stream.write(_event("BOOKMARK", _bookmark(info, last_rev, initial_end=True)))

@@ -9,7 +9,7 @@ import orjson
 
 from .. import codec, errors, watch
 from ..errors import APIError, Cause
-from ..http import LONG_ITEMS, Buffer, Request, Response, join_items, long_write_slot
+from ..http import LONG_ITEMS, Buffer, Request, Response, join_items, long_write
 from ..resources import ResourceInfo
 from ..selectors import FieldSelector, LabelSelector, field_set
 from ...store import errors as store_errors
@@ -231,9 +231,7 @@ class Reads:
             meta["continue"] = _encode_continue(read_rev, next_key, prefix)
             if remaining is not None and remaining > 0:
                 meta["remainingItemCount"] = remaining
-        if len(items) <= LONG_ITEMS:
-            return await self._send_list(req, info, accept, meta, items, _kv_parts, decode)
-        async with long_write_slot():         # (the store's pages were read before: their count was unknown)
+        async with long_write(len(items)):    # (the store's pages were read before: their count was unknown)
             return await self._send_list(req, info, accept, meta, items, _kv_parts, decode)
 
     async def _send_list(self, req: Request, info: ResourceInfo, accept: codec.Accept, meta: dict[str, Any],
@@ -312,11 +310,9 @@ class Reads:
                 raise _too_large(want, cacher.rev)
         hi = prefix_end(prefix)
         ks = cacher.keys
-        if (not limit or limit > LONG_ITEMS) and ks.bisect_left(hi) - ks.bisect_left(prefix) > LONG_ITEMS:
-            async with long_write_slot():     # a long list: picked and written in a slot
-                return await self._cache_list(req, route, cacher, accept, lsel, fsel, limit, cont, rev, start,
-                                              prefix, hi)
-        return await self._cache_list(req, route, cacher, accept, lsel, fsel, limit, cont, rev, start, prefix, hi)
+        n = ks.bisect_left(hi) - ks.bisect_left(prefix)
+        async with long_write(min(n, limit) if limit else n):     # a long list: picked and written in a slot
+            return await self._cache_list(req, route, cacher, accept, lsel, fsel, limit, cont, rev, start, prefix, hi)
 
     async def _cache_list(self, req: Request, route: Route, cacher: Cacher, accept: codec.Accept,
                           lsel: LabelSelector, fsel: FieldSelector, limit: int, cont: str, rev: int | None,

@@ -8,10 +8,44 @@ import sys
 from .runtime import run
 
 
+def _startup_failure(command: str, exc: BaseException, verbose: int) -> int:
+    """Print one line for a failed start (what, where, what to do) and return the exit
+    status; the traceback only at -v=2 and above (upstream's klog keeps it for V(2))."""
+    from .datadir import StartupError
+    from .store.errors import CorruptionError, StoreError
+
+    text = str(exc).removeprefix("kubeplane: ") or type(exc).__name__
+    if isinstance(exc, StartupError):
+        line = text
+    elif isinstance(exc, CorruptionError):
+        line = (f"{text}; the data dir is damaged: restore a backup into a new dir with `kubeplane restore`, "
+                "or move it away to start empty")
+    elif isinstance(exc, PermissionError):
+        line = f"{exc.filename or ''}: {exc.strerror}; check the owner and permissions of the data dir"
+    elif isinstance(exc, (OSError, StoreError, ValueError)):
+        line = text
+    else:
+        line = f"unexpected error: {type(exc).__name__}: {text} (run with -v=2 for the traceback)"
+    print(f"kubeplane {command}: {line}", file=sys.stderr, flush=True)
+    if verbose >= 2:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    return 1
+
+
+def _private_files() -> None:
+    """Whatever a server creates is for its user only (dirs 0700, files 0600), whichever
+    code creates it; kubeplane.datadir also sets these modes explicitly."""
+    import os
+
+    os.umask(0o077)
+
+
 def _store_serve(args: argparse.Namespace) -> int:
-    from .store.errors import StoreError
     from .store.grpc_server import serve
 
+    _private_files()
     try:
         run(
             serve(
@@ -25,9 +59,10 @@ def _store_serve(args: argparse.Namespace) -> int:
                 listen_metrics=args.listen_metrics_urls or None,
             )
         )
-    except (OSError, StoreError) as exc:
-        print(f"kubeplane store serve: {exc}", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - every start-up failure is one line
+        return _startup_failure("store serve", exc, args.verbose or 0)
     return 0
 
 
@@ -111,8 +146,8 @@ def _duration(text: str, flag: str) -> float:
 
 def _apiserver_serve(args: argparse.Namespace) -> int:
     from .apiserver.server import ServerConfig, serve_forever
-    from .store.errors import StoreError
 
+    _private_files()
     config = ServerConfig(
         data_dir=args.data_dir,
         etcd_servers=[s.strip() for s in args.etcd_servers.split(",") if s.strip()],
@@ -139,11 +174,10 @@ def _apiserver_serve(args: argparse.Namespace) -> int:
     )
     try:
         run(serve_forever(config))
-    except (OSError, StoreError, ValueError) as exc:
-        print(f"kubeplane serve: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 0
+    except Exception as exc:  # noqa: BLE001 - every start-up failure is one line
+        return _startup_failure("serve", exc, args.verbose or 0)
     return 0
 
 

@@ -294,7 +294,7 @@ def ensure_pki(pki_dir: str, hosts: list[str]) -> Pki:
         # Key first: a crash between the two writes leaves a cert/key mismatch, which the next
         # start detects and repairs, never a cert whose key is gone.
         _write_atomic(p.ca_key, _key_pem(ca_pair[1]), 0o600)
-        _write_atomic(p.ca_cert, ca_pair[0].public_bytes(serialization.Encoding.PEM), 0o644)
+        _write_atomic(p.ca_cert, ca_pair[0].public_bytes(serialization.Encoding.PEM), 0o600)
     ca, ca_key = ca_pair
 
     serving = _load_pair(p.cert, p.key)
@@ -307,7 +307,7 @@ def ensure_pki(pki_dir: str, hosts: list[str]) -> Pki:
     if serving is None:
         cert, key = _new_serving(ca, ca_key, dns, ips)
         _write_atomic(p.key, _key_pem(key), 0o600)
-        _write_atomic(p.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        _write_atomic(p.cert, cert.public_bytes(serialization.Encoding.PEM), 0o600)
 
     for keyfile in (p.ca_key, p.key):
         if os.stat(keyfile).st_mode & 0o077:

@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from ..datadir import StartupError, listen_error
+from ..store.errors import StoreUnavailableError
 from ..store.interface import Store
 from . import errors
 from .app import App, status_body
@@ -65,6 +67,7 @@ class APIServer:
         self.http_port = 0
         self.pki = None
         self.kubeconfig_path: str | None = None
+        self.lock = None  # the data dir's DirLock, held while a server that owns its store runs
 
     def _make_store(self) -> Store:
         if self.config.etcd_servers:
@@ -77,9 +80,23 @@ class APIServer:
 
     async def start(self) -> None:
         cfg = self.config
+        if self._own_store:
+            # One server per data dir (its store, PKI and kubeconfig), and a private dir,
+            # before anything in it is read or written (kubeplane.datadir).
+            from ..datadir import LOCK_NAME, DirLock, tighten
+
+            self.lock = DirLock(cfg.data_dir).acquire()
+            tighten(cfg.data_dir, ("store", "pki", "kubeconfig", LOCK_NAME))
         if self.store is None:
             self.store = self._make_store()
-        await self.store.start()
+        try:
+            await self.store.start()
+            await self.store.current_revision()
+        except StoreUnavailableError as exc:
+            if not cfg.etcd_servers:
+                raise
+            raise StartupError(f"cannot reach etcd at {','.join(cfg.etcd_servers)} (--etcd-servers): "
+                               f"{str(exc).removeprefix('etcdserver: ')}; start etcd or fix --etcd-servers") from None
         self.metrics = APIServerMetrics()
         self.objects = ObjectStore(self.store, registry=self.metrics.registry if cfg.metrics else None)
         self.handlers = RESTHandlers(self.objects, self.registry)
@@ -149,15 +166,25 @@ class APIServer:
             host, _, port = cfg.http_listen.rpartition(":")
             host = host.strip("[]") or "127.0.0.1"
             if host not in ("127.0.0.1", "::1", "localhost"):
-                raise ValueError("--http-listen serves without authentication and is limited to loopback")
+                raise StartupError(f"--http-listen {cfg.http_listen}: plain HTTP serves without authentication "
+                                   "and is limited to loopback; use 127.0.0.1:PORT")
+            if not port.isdigit() or int(port) > 65535:
+                raise StartupError(f"--http-listen {cfg.http_listen}: expected HOST:PORT, e.g. 127.0.0.1:8080")
             plain_app = App(self.handlers, self.registry, None, health=self.health,
                             authn=Authenticator(None, unsecured=True), admission=self.admission,
                             metrics=self.handlers.metrics)
             self.http_plain = HTTPServer(plain_app, status_body, max_body=cfg.max_body)
-            self.http_port = await self.http_plain.listen(host, int(port))
+            try:
+                self.http_port = await self.http_plain.listen(host, int(port))
+            except OSError as exc:
+                raise listen_error(cfg.http_listen, "--http-listen", exc) from None
         if cfg.secure_port >= 0:
-            self.secure_port = await self.http.listen(cfg.bind_address, cfg.secure_port,
-                                                      ssl_context=self.pki.ssl_context())
+            try:
+                self.secure_port = await self.http.listen(cfg.bind_address, cfg.secure_port,
+                                                          ssl_context=self.pki.ssl_context())
+            except (OSError, OverflowError) as exc:
+                raise listen_error(f"{cfg.bind_address}:{cfg.secure_port}", "--bind-address/--secure-port",
+                                   exc) from None
             host = cfg.bind_address if ":" not in cfg.bind_address else f"[{cfg.bind_address}]"
             self.kubeconfig_path = cfg.kubeconfig or os.path.join(cfg.data_dir, "kubeconfig")
             write_kubeconfig(self.kubeconfig_path, f"https://{host}:{self.secure_port}", self.pki)
@@ -193,6 +220,8 @@ class APIServer:
             await self.caches.stop()
         if self.store is not None and self._own_store:
             await self.store.close()
+        if self.lock is not None:
+            self.lock.release()
 
     async def __aenter__(self) -> "APIServer":
         await self.start()
@@ -362,7 +391,12 @@ async def serve_forever(config: ServerConfig) -> None:
     import signal
 
     server = APIServer(config)
-    await server.start()
+    try:
+        await server.start()
+    except BaseException:
+        # a failed start still closes what it opened: the store flushes, the lock goes
+        await server.close()
+        raise
     tune_gc()
     if server.http_port:
         print(f"kubeplane: plain HTTP (no auth) on port {server.http_port}", flush=True)

@@ -27,6 +27,7 @@ import sys
 import grpc
 from etcd3aio._protobuf import rpc_pb2_grpc
 
+from ...datadir import listen_error
 from ..interface import Store
 from .common import GRPC_OVERHEAD_BYTES, MAX_REQUEST_BYTES, MAX_TXN_OPS, Identity, derive_id
 from .kv import KVServicer
@@ -88,16 +89,21 @@ class EtcdServer:
         return f"{self.host}:{self.port}"
 
     async def start(self, listen: str = "127.0.0.1:0") -> int:
-        """Bind and start serving; returns the bound port.  OSError if it cannot bind."""
+        """Bind and start serving; returns the bound port.  ``StartupError`` (one line:
+        the address, why, what to do) if it cannot bind."""
         host, port = _split_listen(listen)
         self.ident = ident = await self._identity()
         server = grpc.aio.server(options=self._options())
+        # gRPC's bind failure says neither why nor in one line (its C core logs its own):
+        # try the address with a plain socket first, and again to explain a failure.
+        busy = _bind_error(host, port) if port else None
         try:
-            bound = server.add_insecure_port(f"{host}:{port}")
-        except RuntimeError as exc:  # grpc's "Failed to bind to address"
-            raise OSError(f"cannot listen on {listen}: {exc}") from None
+            bound = 0 if busy else server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError:
+            bound = 0
         if not bound:
-            raise OSError(f"cannot listen on {listen}")
+            raise listen_error(listen, "--listen", busy or _bind_error(host, port)
+                               or OSError(f"gRPC could not bind {host}:{port}"))
         self.host, self.port = host, bound
         ident.client_urls = [f"http://{self.endpoint}"]
         store = self.store
@@ -165,6 +171,20 @@ class EtcdServer:
             version=advertised_version(self.store),
             peer_urls=list(only.peer_urls) if only else [],
         )
+
+
+def _bind_error(host: str, port: int) -> OSError | None:
+    """Why ``host:port`` cannot be bound, tried with a plain socket (None: it can)."""
+    import socket
+
+    try:
+        family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(addr)
+    except OSError as exc:
+        return exc
+    return None
 
 
 def _split_listen(listen: str) -> tuple[str, int]:

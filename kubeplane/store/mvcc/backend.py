@@ -2,6 +2,7 @@
 
 Layout::
 
+    <data_dir>/kubeplane.lock     held (flock) while the store is open: one opener at a time
     <data_dir>/member.json        cluster and member ids (stable across restarts)
     <data_dir>/wal/<seq>.wal      write-ahead log segments (wal.py)
     <data_dir>/snap/<rev>.snap    snapshots (snapshot.py); the newest complete one wins
@@ -10,6 +11,10 @@ Invariant: the newest snapshot at revision S names the first segment ``next_segm
 whose records come after S; segments below it and older snapshots are garbage and are
 deleted once the snapshot is durable.  Recovery = newest snapshot + every segment from
 ``next_segment`` on, in order.
+
+The directory is private: ``open`` takes the lock first (a second opener fails with
+``DataDirInUseError`` before touching anything), creates directories 0700 and files 0600,
+and tightens what an older version left more open (``kubeplane.datadir``).
 
 All methods here are blocking file I/O; the store calls the hot ones (``write_sync``)
 from a single I/O thread so the event loop never waits on the disk.
@@ -24,6 +29,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...datadir import LOCK_NAME, PRIVATE_FILE, DirLock, make_private_dir, tighten
 from ..errors import CorruptionError
 from ..metrics import WAL_FSYNC_BUCKETS, Recorder
 from . import snapshot as snap_mod
@@ -50,13 +56,23 @@ class Backend:
         self.member_id = 0
         # etcd_disk_wal_fsync_duration_seconds; observed from the I/O thread only.
         self.fsync_durations = Recorder(WAL_FSYNC_BUCKETS)
+        self.lock = DirLock(self.dir)
 
     # --- start-up -----------------------------------------------------------------
 
     def open(self) -> Recovered:
-        for d in (self.dir, self.wal_dir, self.snap_dir):
-            d.mkdir(parents=True, exist_ok=True)
-        self._load_member()
+        self.lock.acquire()
+        try:
+            tighten(self.dir, ("wal", "snap", "member.json", LOCK_NAME))
+            for d in (self.wal_dir, self.snap_dir):
+                make_private_dir(d)
+            self._load_member()
+            return self._open_log()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _open_log(self) -> Recovered:
         for p in self.snap_dir.glob("*.tmp"):
             p.unlink()
         recovered = self._recover()
@@ -70,7 +86,9 @@ class Backend:
         else:
             meta = {"cluster_id": random.getrandbits(63), "member_id": random.getrandbits(63)}
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(meta))
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(meta))
             os.replace(tmp, path)
         self.cluster_id = meta["cluster_id"]
         self.member_id = meta["member_id"]
@@ -129,7 +147,7 @@ class Backend:
 
     def open_snapshot(self, revision: int):
         path = self.snap_dir / (snap_mod.snapshot_name(revision) + ".tmp")
-        return open(path, "wb")
+        return open(path, "wb", opener=lambda p, flags: os.open(p, flags, PRIVATE_FILE))
 
     def sync_snapshot(self, f) -> None:
         """Make a written snapshot file durable (before `finish_snapshot` renames it)."""
@@ -161,4 +179,5 @@ class Backend:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+        self.lock.release()
 

@@ -383,7 +383,11 @@ class EmbeddedStore(Store):
                     self._tasks.append(loop.create_task(self._snapshot_task()))
 
     def _fail(self, exc: BaseException) -> None:
-        log.error("store failed, refusing writes: %s", exc)
+        if isinstance(exc, asyncio.CancelledError):
+            # torn down (the loop is ending) with a write in flight: not a disk failure
+            log.debug("store stopped with a write in flight")
+        else:
+            log.error("store failed, refusing writes: %s", str(exc) or type(exc).__name__)
         self._failed = exc
         for b in [*self._sealed, self._open]:
             if b.txns and not b.future.done():     # an empty batch has nobody waiting on it

@@ -236,7 +236,7 @@ class SegmentWriter:
         self.wal_dir = wal_dir
         self.seq = seq
         self.path = wal_dir / segment_name(seq)
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self.size = os.fstat(self.fd).st_size
 
     def write_sync(self, buffers: list[bytes]) -> float:

@@ -181,6 +181,87 @@ def _apiserver_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kubeconfig_target(path: str) -> tuple[str, str | None, bytes | None, bool]:
+    """(server URL, bearer token, CA PEM, skip TLS verification) of a kubeconfig's current context."""
+    import base64
+
+    import yaml
+
+    from .store.backup import BackupError
+
+    try:
+        with open(path) as f:
+            doc = yaml.safe_load(f) or {}
+        ctx = next(c["context"] for c in doc["contexts"] if c["name"] == doc["current-context"])
+        cluster = next(c["cluster"] for c in doc["clusters"] if c["name"] == ctx["cluster"])
+        user = next((u["user"] for u in doc.get("users") or [] if u["name"] == ctx.get("user")), {})
+    except OSError as exc:
+        raise BackupError(f"cannot read kubeconfig {path}: {exc.strerror or exc}; give --kubeconfig, "
+                          "--server or --endpoints") from None
+    except (KeyError, StopIteration, TypeError, yaml.YAMLError):
+        raise BackupError(f"kubeconfig {path}: no usable current context") from None
+    ca = None
+    if cluster.get("certificate-authority-data"):
+        ca = base64.b64decode(cluster["certificate-authority-data"])
+    elif cluster.get("certificate-authority"):
+        with open(cluster["certificate-authority"], "rb") as f:
+            ca = f.read()
+    return cluster["server"], user.get("token"), ca, bool(cluster.get("insecure-skip-tls-verify"))
+
+
+def _backup(args: argparse.Namespace) -> int:
+    import os
+
+    from .store.backup import BackupError, backup_from_apiserver, backup_from_etcd_api
+
+    _private_files()
+    try:
+        if args.endpoints:
+            endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
+            snap = run(backup_from_etcd_api(endpoints, args.output))
+            source = ",".join(endpoints)
+        else:
+            if args.server:
+                server, token, ca, insecure = args.server, args.token, None, False
+            else:
+                path = args.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or "data/kubeconfig"
+                server, token, ca, insecure = _kubeconfig_target(path)
+                token = args.token or token
+            snap = backup_from_apiserver(server, args.output, token=token, ca_pem=ca, insecure=insecure)
+            source = server
+    except BackupError as exc:
+        print(f"kubeplane backup: {exc}", file=sys.stderr)
+        return 1
+    size = os.path.getsize(args.output)
+    print(f"kubeplane backup: saved {args.output} ({size} bytes, revision {snap.revision}) from {source}")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    import os
+
+    from .store.backup import BackupError, restore
+
+    _private_files()
+    store_dir = args.store_dir or os.path.join(args.data_dir, "store")
+    if args.data_dir and os.path.isdir(args.data_dir) and os.listdir(args.data_dir):
+        print(f"kubeplane restore: {args.data_dir} is not empty: restore into a new directory", file=sys.stderr)
+        return 1
+    try:
+        r = restore(args.snapshot, store_dir, args.bump_revision)
+    except BackupError as exc:
+        print(f"kubeplane restore: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"kubeplane restore: cannot write {store_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    how = f"kubeplane serve --data-dir {args.data_dir}" if args.data_dir else \
+        f"kubeplane store serve --data-dir {store_dir}"
+    print(f"kubeplane restore: {r.keys} keys at revision {r.revision} restored into {store_dir}, "
+          f"now at revision {r.new_revision} (compacted there); start it with: {how}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubeplane", description=__doc__)
     parser.add_argument("-v", action="count", dest="verbose", default=0,
@@ -197,6 +278,29 @@ def build_parser() -> argparse.ArgumentParser:
     top_serve = sub.add_parser("serve", help="start the API server (HTTPS on 127.0.0.1:6443, embedded store)")
     _add_apiserver_options(top_serve)
     top_serve.set_defaults(func=_apiserver_serve)
+
+    backup = sub.add_parser("backup", help="save a consistent snapshot of a running server (writes go on)")
+    backup.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the snapshot")
+    backup.add_argument("--kubeconfig", default=None,
+                        help="kubeplane serve to back up (default $KUBECONFIG, else data/kubeconfig)")
+    backup.add_argument("--server", default=None, metavar="URL",
+                        help="kubeplane serve's URL instead of a kubeconfig (e.g. its --http-listen address)")
+    backup.add_argument("--token", default=None, help="bearer token of a system:masters user")
+    backup.add_argument("--endpoints", default=None, metavar="HOST:PORT,...",
+                        help="back up kubeplane store serve through etcd's API instead")
+    backup.set_defaults(func=_backup)
+
+    restore = sub.add_parser("restore", help="build a new data dir from a snapshot (kubeplane backup, "
+                                             "or etcdctl snapshot save against kubeplane store serve)")
+    restore.add_argument("snapshot", metavar="SNAPSHOT")
+    where = restore.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data-dir", default=None, help="new data dir for kubeplane serve (the store goes "
+                                                        "in DATA_DIR/store; PKI and kubeconfig are made anew)")
+    where.add_argument("--store-dir", default=None, help="new data dir for kubeplane store serve")
+    restore.add_argument("--bump-revision", type=int, default=1_000_000_000, metavar="N",
+                         help="start N revisions above the snapshot's, compacted there, so clients that "
+                              "saw later revisions relist (default %(default)s; at least 1)")
+    restore.set_defaults(func=_restore)
     return parser
 
 

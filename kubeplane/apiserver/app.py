@@ -194,12 +194,45 @@ class App:
             return self._openapi(req, parts[1:])
         if head in ("healthz", "livez", "readyz"):
             return await self._health(req, head, parts[1:])
+        if head == "kubeplane" and parts[1:] == ["snapshot"]:
+            return await self._snapshot(req)
         if head == "metrics" and len(parts) == 1 and self.metrics is not None:
             from prometheus_client import CONTENT_TYPE_LATEST
 
             return Response(200, await self.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
         raise errors.APIError(404, "NotFound", "the server could not find the requested resource",
                               {"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]})
+
+    async def _snapshot(self, req: Request) -> Response | None:
+        """GET /kubeplane/snapshot: an online backup of the embedded store, for
+        system:masters only (`kubeplane backup`; the format is kubeplane.store.backup's).
+        Streamed; a failure half-way aborts the connection, so a client never takes a
+        short body for a whole one (and the file's checksum would tell anyway)."""
+        from ..store.backup import snapshot_stream
+        from ..store.mvcc import EmbeddedStore
+
+        user = self.authn.authenticate(req.headers)
+        if user is None or not user.privileged:
+            name = user.name if user is not None else "system:anonymous"
+            raise errors.APIError(403, "Forbidden", f'forbidden: User "{name}" cannot get path "{req.path}"', {})
+        store = self.h.objects.store
+        if not isinstance(store, EmbeddedStore):
+            raise errors.APIError(400, "BadRequest", "this server keeps its data in etcd (--etcd-servers): "
+                                  "back it up with etcdctl snapshot save")
+        stream = req.start_stream(200, [("Content-Type", "application/octet-stream")])
+        try:
+            async for chunk in snapshot_stream(store):
+                stream.write(chunk)
+                if stream.closed:
+                    break
+                if stream.backlog > 4 << 20:
+                    await stream.drain()
+        except Exception:  # noqa: BLE001 - the head is out: only aborting can say it failed
+            log.exception("snapshot for a backup failed")
+            stream.abort()
+            return None
+        stream.finish()
+        return None
 
     def _root_paths(self) -> list[str]:
         out = ["/api", "/api/v1", "/apis", "/version", "/openapi/v2", "/openapi/v3", "/healthz", "/livez", "/readyz",

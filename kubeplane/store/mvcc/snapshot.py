@@ -91,7 +91,11 @@ class LoadedSnapshot:
 
 def load(path: Path) -> LoadedSnapshot:
     """Read and verify a snapshot file; raise CorruptionError on any damage."""
-    data = path.read_bytes()
+    return parse(path.read_bytes(), path)
+
+
+def parse(data: bytes | memoryview, path: Path | str) -> LoadedSnapshot:
+    """Verify and decode a snapshot's bytes (``path`` names them in errors)."""
     frames = 0
     snap: LoadedSnapshot | None = None
     latest: dict[bytes, Record] = {}

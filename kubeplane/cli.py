@@ -8,6 +8,47 @@ import sys
 from .runtime import run
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad flag is one line, as every other start-up failure (argparse would print the
+    whole usage first)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _int_in(low: int, high: int | None = None):
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low or (high is not None and value > high):
+            raise ValueError(text)
+        return value
+
+    parse.__name__ = (f"port ({low}-{high})" if high == 65535 else f"integer ({low}-{high})" if high is not None
+                      else "positive integer" if low == 1 else f"integer (at least {low})")
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(text)
+    return value
+
+
+_positive_float.__name__ = "positive number"
+
+
+def _check_retention(command: str, args: argparse.Namespace) -> None:
+    from .store.mvcc.store import parse_retention
+
+    try:
+        parse_retention(args.auto_compaction_mode, args.auto_compaction_retention)
+    except ValueError:
+        want = "a number of revisions" if args.auto_compaction_mode == "revision" else "a duration like 5m or 1h"
+        raise SystemExit(f"kubeplane {command}: --auto-compaction-retention {args.auto_compaction_retention!r}: "
+                          f"expected {want}") from None
+
+
 def _startup_failure(command: str, exc: BaseException, verbose: int) -> int:
     """Print one line for a failed start (what, where, what to do) and return the exit
     status; the traceback only at -v=2 and above (upstream's klog keeps it for V(2))."""
@@ -46,6 +87,7 @@ def _store_serve(args: argparse.Namespace) -> int:
     from .store.grpc_server import serve
 
     _private_files()
+    _check_retention("store serve", args)
     try:
         run(
             serve(
@@ -70,10 +112,10 @@ def _add_store_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", default="127.0.0.1:2379", help="host:port (default %(default)s)")
     parser.add_argument("--data-dir", default="data/store", help="directory for WAL and snapshots")
     parser.add_argument(
-        "--quota-backend-bytes", type=int, default=2 * 1024**3, help="NOSPACE above this many bytes"
+        "--quota-backend-bytes", type=_int_in(1), default=2 * 1024**3, help="NOSPACE above this many bytes"
     )
     parser.add_argument(
-        "--max-request-bytes", type=int, default=1572864, help="largest accepted request (default %(default)s)"
+        "--max-request-bytes", type=_int_in(1), default=1572864, help="largest accepted request (default %(default)s)"
     )
     parser.add_argument("--listen-metrics-urls", default="", metavar="URL",
                         help="also serve /metrics and /health over plain HTTP here, e.g. http://127.0.0.1:2381")
@@ -85,7 +127,7 @@ def _add_store_serve_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--watch-progress-notify-interval",
-        type=float,
+        type=_positive_float,
         default=600.0,
         metavar="SECONDS",
         help="progress notifications for idle watches that asked for them (default %(default)s)",
@@ -98,17 +140,17 @@ def _add_apiserver_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--etcd-servers", default="",
                         help="comma-separated etcd endpoints; when set, run on that etcd instead of the embedded store")
     parser.add_argument("--bind-address", default="127.0.0.1", help="HTTPS address (default %(default)s)")
-    parser.add_argument("--secure-port", type=int, default=6443, help="HTTPS port (default %(default)s; 0: any free)")
+    parser.add_argument("--secure-port", type=_int_in(0, 65535), default=6443, help="HTTPS port (default %(default)s; 0: any free)")
     parser.add_argument("--http-listen", default=None, metavar="HOST:PORT",
                         help="also serve plain HTTP without authentication, loopback only (tests, benchmarks)")
     parser.add_argument("--kubeconfig", default=None,
                         help="where to write the admin kubeconfig (default DATA_DIR/kubeconfig)")
-    parser.add_argument("--max-request-body-bytes", type=int, default=3 * 1024 * 1024)
-    parser.add_argument("--quota-backend-bytes", type=int, default=2 * 1024**3)
+    parser.add_argument("--max-request-body-bytes", type=_int_in(1), default=3 * 1024 * 1024)
+    parser.add_argument("--quota-backend-bytes", type=_int_in(1), default=2 * 1024**3)
     parser.add_argument("--auto-compaction-mode", choices=("periodic", "revision"), default="periodic")
     parser.add_argument("--auto-compaction-retention", default="5m",
                         help="embedded store compaction (default %(default)s, as kube-apiserver compacts every 5m)")
-    parser.add_argument("--watch-progress-notify-interval", type=float, default=5.0, metavar="SECONDS")
+    parser.add_argument("--watch-progress-notify-interval", type=_positive_float, default=5.0, metavar="SECONDS")
     parser.add_argument("--watch-cache", default="true", choices=("true", "false"),
                         help="serve reads and watches from per-resource watch caches (default %(default)s)")
     parser.add_argument("--watch-cache-sizes", default="", metavar="RESOURCE#SIZE,...",
@@ -148,6 +190,7 @@ def _apiserver_serve(args: argparse.Namespace) -> int:
     from .apiserver.server import ServerConfig, serve_forever
 
     _private_files()
+    _check_retention("serve", args)
     config = ServerConfig(
         data_dir=args.data_dir,
         etcd_servers=[s.strip() for s in args.etcd_servers.split(",") if s.strip()],
@@ -223,6 +266,13 @@ def _backup(args: argparse.Namespace) -> int:
         else:
             if args.server:
                 server, token, ca, insecure = args.server, args.token, None, False
+                if args.certificate_authority:
+                    try:
+                        with open(args.certificate_authority, "rb") as f:
+                            ca = f.read()
+                    except OSError as exc:
+                        raise BackupError(f"cannot read --certificate-authority {args.certificate_authority}: "
+                                          f"{exc.strerror or exc}") from None
             else:
                 path = args.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or "data/kubeconfig"
                 server, token, ca, insecure = _kubeconfig_target(path)
@@ -263,7 +313,7 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kubeplane", description=__doc__)
+    parser = _Parser(prog="kubeplane", description=__doc__)
     parser.add_argument("-v", action="count", dest="verbose", default=0,
                         help="more logs (-vvv: one line per request)")
     parser.add_argument("--v", type=int, dest="verbose", help="klog verbosity (3: one line per request)")
@@ -286,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("--server", default=None, metavar="URL",
                         help="kubeplane serve's URL instead of a kubeconfig (e.g. its --http-listen address)")
     backup.add_argument("--token", default=None, help="bearer token of a system:masters user")
+    backup.add_argument("--certificate-authority", default=None, metavar="FILE",
+                        help="CA certificate to verify an https --server with (e.g. DATA_DIR/pki/ca.crt)")
     backup.add_argument("--endpoints", default=None, metavar="HOST:PORT,...",
                         help="back up kubeplane store serve through etcd's API instead")
     backup.set_defaults(func=_backup)
@@ -297,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--data-dir", default=None, help="new data dir for kubeplane serve (the store goes "
                                                         "in DATA_DIR/store; PKI and kubeconfig are made anew)")
     where.add_argument("--store-dir", default=None, help="new data dir for kubeplane store serve")
-    restore.add_argument("--bump-revision", type=int, default=1_000_000_000, metavar="N",
+    restore.add_argument("--bump-revision", type=_int_in(1), default=1_000_000_000, metavar="N",
                          help="start N revisions above the snapshot's, compacted there, so clients that "
                               "saw later revisions relist (default %(default)s; at least 1)")
     restore.set_defaults(func=_restore)

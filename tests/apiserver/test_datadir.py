@@ -135,6 +135,20 @@ def test_other_startup_failures_are_one_line(tmp_path: Path):
         proc = _serve(tmp_path / f"d{i}", "--secure-port", "0", *args)
         assert proc.returncode == 1
         assert text in _one_line(proc.stderr)
+    # bad flag values: one line, exit 2 (argparse's status for usage errors), nothing started
+    flags = {
+        ("--secure-port", "99999"): "kubeplane serve: argument --secure-port: invalid port (0-65535) value: '99999' "
+                                    "(see kubeplane serve --help)",
+        ("--quota-backend-bytes", "-5"): "invalid positive integer value: '-5'",
+        ("--watch-progress-notify-interval", "0"): "invalid positive number value: '0'",
+    }
+    for args, text in flags.items():
+        proc = _serve(tmp_path / "flags", *args)
+        assert proc.returncode == 2 and text in _one_line(proc.stderr)
+    proc = _serve(tmp_path / "flags", "--auto-compaction-retention", "zz")
+    assert proc.returncode == 1 and _one_line(proc.stderr) == (
+        "kubeplane serve: --auto-compaction-retention 'zz': expected a duration like 5m or 1h")
+    assert not (tmp_path / "flags").exists()
     unusable = tmp_path / "file"
     unusable.write_text("not a directory")
     proc = _serve(unusable, "--secure-port", "0")

@@ -50,3 +50,24 @@ async def test_files_are_private_whatever_the_umask(tmp_path: Path, caplog: pyte
     assert any("tightened permissions under" in r.getMessage() for r in caplog.records)
     for p in [data, *data.rglob("*")]:
         assert stat.S_IMODE(p.stat().st_mode) & 0o077 == 0, p
+
+
+async def test_damaged_data_is_one_line_pointing_at_restore(tmp_path: Path):
+    import subprocess
+    import sys
+
+    data = tmp_path / "store"
+    async with EmbeddedStore(data) as s:
+        for i in range(10):
+            await s.put(b"/k/%d" % i, b"v" * 100)
+    wal = data / "wal" / "0000000000000001.wal"
+    raw = bytearray(wal.read_bytes())
+    raw[20] ^= 0xFF                     # inside the first frame, with more frames after it
+    wal.write_bytes(bytes(raw))
+    proc = subprocess.run([sys.executable, "-m", "kubeplane.cli", "store", "serve", "--data-dir", str(data),
+                           "--listen", "127.0.0.1:0"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith(f"kubeplane store serve: {wal}: checksum mismatch in frame at offset 0; "
+                               "the data dir is damaged: restore a backup"), lines[0]

@@ -3,7 +3,7 @@
 In process: the file format, its checks, and what a restored store answers. Child
 processes on loopback: `kubeplane backup` against `kubeplane store serve` (etcd's API, and
 etcdctl snapshot save), and `kubeplane restore` into a dir the server then starts on. The
-API server's side (`kubeplane serve`, HTTPS) is tests/apiserver/test_backup.py."""
+API server's side (`kubeplane serve`, HTTPS) is tests/apiserver/test_serve_backup.py."""
 from __future__ import annotations
 
 import asyncio

@@ -211,6 +211,8 @@ class App:
         from ..store.backup import snapshot_stream
         from ..store.mvcc import EmbeddedStore
 
+        if req.method != "GET":
+            raise errors.method_not_allowed()
         user = self.authn.authenticate(req.headers)
         if user is None or not user.privileged:
             name = user.name if user is not None else "system:anonymous"

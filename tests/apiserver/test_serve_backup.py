@@ -86,6 +86,9 @@ def test_backup_while_writing_then_restore(tmp_path: Path):
         assert denied.returncode == 1 and not (tmp_path / "denied.snap").exists()
         assert 'forbidden: User "viewer" cannot get path "/kubeplane/snapshot"' in denied.stderr
 
+        assert live.call("POST", "/kubeplane/snapshot").status == 405
+        assert live.call("HEAD", "/kubeplane/snapshot").status == 405
+
         for i in range(5):
             assert live.call("POST", CMS, {"metadata": {"name": f"after-{i}"}}).status == 201
         _, last_seen = _configmaps(live)

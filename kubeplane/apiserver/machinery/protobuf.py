@@ -146,8 +146,13 @@ def _file_protos(table: dict[str, Any]) -> list[descriptor_pb2.FileDescriptorPro
     protos = []
     for pkg in ordered:
         p = by_package[pkg]
+        # Edition 2023 with proto2's wire behaviour (explicit presence, expanded repeated scalars)
+        # plus UTF-8 verification of strings: proto2 would hand invalid UTF-8 back as bytes.
         fp = descriptor_pb2.FileDescriptorProto(name=pkg.replace(".", "/") + "/generated.proto", package=pkg,
-                                                syntax="proto2")
+                                                syntax="editions", edition=descriptor_pb2.EDITION_2023)
+        fp.options.features.repeated_field_encoding = descriptor_pb2.FeatureSet.EXPANDED
+        fp.options.features.utf8_validation = descriptor_pb2.FeatureSet.VERIFY
+        fp.options.features.field_presence = descriptor_pb2.FeatureSet.EXPLICIT
         fp.dependency.extend(d.replace(".", "/") + "/generated.proto" for d in sorted(deps[pkg]))
         for msg_name, rows in p["messages"].items():
             mp = fp.message_type.add(name=msg_name)
@@ -586,8 +591,19 @@ def decode(body: bytes | memoryview) -> tuple[str, str, dict[str, Any]]:
     except DecodeError:
         raise ProtobufError("unexpected EOF") from None
     obj = {"kind": kind, "apiVersion": api_version}
-    obj.update(_to_json(plan, msg))
+    obj.update(_json_of(plan, msg))
     return api_version, kind, obj
+
+
+def _json_of(plan: _Plan, msg: Message) -> Any:
+    """_to_json, with the faults of values the parser accepted (a time out of range, raw that is
+    not JSON) as ProtobufError."""
+    try:
+        return _to_json(plan, msg)
+    except ProtobufError:
+        raise
+    except (ValueError, OverflowError, OSError) as e:
+        raise ProtobufError(f"cannot decode {plan.full_name[1:]}: {e}") from None
 
 
 def decode_message(full_name: str, raw: bytes) -> Any:
@@ -598,7 +614,7 @@ def decode_message(full_name: str, raw: bytes) -> Any:
         msg.ParseFromString(raw)
     except DecodeError:
         raise ProtobufError("unexpected EOF") from None
-    return _to_json(plan, msg)
+    return _json_of(plan, msg)
 
 
 # --- encode: JSON -> constructor keywords ------------------------------------------------------

@@ -215,7 +215,8 @@ class _Plan:
     cls: type[Message] | None = None
     fields: list[_Field] = field(default_factory=list)
     by_proto: dict[str, _Field] = field(default_factory=dict)
-    by_json: dict[str, tuple[_Field, _Field | None]] = field(default_factory=dict)  # json -> (field, inline parent)
+    # json -> (field, the inline fields it sits in, outermost first: () for a field of its own)
+    by_json: dict[str, tuple[_Field, tuple[_Field, ...]]] = field(default_factory=dict)
     json_order: list[str] = field(default_factory=list)  # Go struct order of the JSON keys (inline expanded)
     in_number_order: bool = True  # ListFields (number order) already gives json_order
     absent: list[tuple[str, Any]] = field(default_factory=list)  # what JSON holds for fields absent on the wire
@@ -293,12 +294,12 @@ class _Registry:
             if f.inline and f.kind == _MESSAGE and f.plan is not None:
                 self._finish(f.plan, seen)
                 for j in f.plan.json_order:
-                    sub, _ = f.plan.by_json[j]
-                    plan.by_json[j] = (sub, f)
+                    sub, parents = f.plan.by_json[j]
+                    plan.by_json[j] = (sub, (f, *parents))
                     plan.json_order.append(j)
                 plan.absent.append(("\0inline", f))
             elif f.json is not None:
-                plan.by_json[f.json] = (f, None)
+                plan.by_json[f.json] = (f, ())
                 plan.json_order.append(f.json)
                 if f.kind == _MESSAGE and not f.pointer and f.plan is not None:
                     self._finish(f.plan, seen)
@@ -663,6 +664,7 @@ def _from_json(plan: _Plan, obj: Any, strict: bool) -> dict[str, Any]:
                             f"{plan.full_name.rsplit('.', 1)[-1]}")
     kw = dict(plan.defaults)
     inline: dict[str, dict[str, Any]] = {}
+    fresh: set[int] = set()
     by_json = plan.by_json
     for key, value in obj.items():
         hit = by_json.get(key)
@@ -670,13 +672,18 @@ def _from_json(plan: _Plan, obj: Any, strict: bool) -> dict[str, Any]:
             if strict and key not in ("kind", "apiVersion"):
                 raise ProtobufError(f'unknown field "{key}" in {plan.full_name[1:]}')
             continue
-        f, parent = hit
-        if parent is not None:
-            target = inline.get(parent.name)
-            if target is None:
-                target = inline[parent.name] = dict(parent.plan.defaults)
-        else:
-            target = kw
+        f, parents = hit
+        target = kw
+        if parents:
+            # Inline (json:",inline") fields: the value goes into the nested message(s).
+            # The nested keyword dicts start as copies of the (shared, never mutated) defaults.
+            level = inline
+            for parent in parents:
+                target = level.get(parent.name)
+                if target is None or id(target) not in fresh:
+                    target = level[parent.name] = dict(parent.plan.defaults)
+                    fresh.add(id(target))
+                level = target
         if value is None:
             if f.kind == _MESSAGE and f.plan.special in ("Time", "MicroTime", "RawExtension", "FieldsV1") \
                     and not f.pointer:

@@ -23,6 +23,8 @@ would have unmarshalled; the table gives each field's JSON name and Go flags p/o
   their own always-written fields when absent.
 - ``json:",inline"`` fields (Volume.volumeSource, ...) are a nested message on the wire and
   merged into the parent in JSON.
+- Map keys come out sorted (encoding/json sorts them), and keys in Go struct order, so
+  ``orjson.dumps`` of a decoded object is upstream's JSON body (without its newline).
 - Special types: metav1.Time (seconds; JSON RFC 3339 UTC, second precision, zero = null),
   MicroTime (6-digit microseconds), Duration (Go duration string), resource.Quantity (its
   string; zero "0"), intstr.IntOrString (int or string), runtime.RawExtension and
@@ -535,17 +537,17 @@ def _to_json(plan: _Plan, msg: Message) -> Any:
             sub = f.plan
             out[f.json] = [_to_json(sub, v) for v in value]
         elif kind == _MAP_SCALAR:
-            out[f.json] = dict(value)
+            out[f.json] = dict(sorted(value.items()))  # encoding/json writes map keys sorted
         elif kind == _MAP_MESSAGE:
             sub = f.plan
-            out[f.json] = {k: _to_json(sub, v) for k, v in value.items()}
+            out[f.json] = {k: _to_json(sub, value[k]) for k in sorted(value)}
         elif kind == _BYTES:
             if f.json is not None:
                 out[f.json] = _b64(value)
         elif kind == _REP_BYTES:
             out[f.json] = [_b64(v) for v in value]
         else:  # _MAP_BYTES
-            out[f.json] = {k: _b64(v) for k, v in value.items()}
+            out[f.json] = {k: _b64(v) for k, v in sorted(value.items())}
     for key, absent in plan.absent:
         if key == "\0inline":
             if not msg.HasField(absent.name):

@@ -207,6 +207,26 @@ def test_special_types_roundtrip() -> None:
     assert pb.decode(pb.encode(tr))[2] == tr
 
 
+def test_json_null_is_go_zero() -> None:
+    """encoding/json leaves a Go value as it was on null: a struct or scalar is its zero value, a
+    pointer/slice/map nil; so null encodes like absence."""
+    with_nulls = {"kind": "Deployment", "apiVersion": "apps/v1", "metadata": {"name": "d", "labels": None},
+                  "spec": None, "status": {"replicas": None, "conditions": None}}
+    without = {"kind": "Deployment", "apiVersion": "apps/v1", "metadata": {"name": "d"}}
+    assert pb.encode(with_nulls) == pb.encode(without)
+    assert pb.decode(pb.encode(without))[2] == {
+        "kind": "Deployment", "apiVersion": "apps/v1", "metadata": {"name": "d", "creationTimestamp": None},
+        "spec": {"selector": None, "template": {"metadata": {"creationTimestamp": None}, "spec": {"containers": None}},
+                 "strategy": {}}, "status": {}}
+
+
+def test_unknown_json_field_strict() -> None:
+    obj = {"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "x", "bogus": 1}}
+    assert pb.decode(pb.encode(obj))[2]["metadata"] == {"name": "x", "creationTimestamp": None}
+    with pytest.raises(pb.ProtobufError, match="bogus"):
+        pb.encode(obj, strict=True)
+
+
 # --- round trip over schema-generated objects -------------------------------------------------
 
 _STRING = st.text(alphabet="abcxyz-0129./", min_size=1, max_size=8)

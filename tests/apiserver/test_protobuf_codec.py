@@ -223,6 +223,18 @@ def test_special_types_roundtrip() -> None:
     assert pb.decode(pb.encode(tr))[2] == tr
 
 
+def test_raw_extension_holding_protobuf() -> None:
+    """A v1.List whose items are enveloped protobuf objects (as upstream's protobuf serializer
+    embeds them) decodes to the items' JSON."""
+    cm = {"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "a", "creationTimestamp": None},
+          "data": {"k": "v"}}
+    item = pb.encode(cm)
+    raw_list = (b"\x0a\x06\x0a\x00\x12\x00\x1a\x00"  # metadata: ListMeta{"", "", ""}
+                + b"\x12" + bytes([len(item) + 2]) + b"\x0a" + bytes([len(item)]) + item)
+    body = pb.MAGIC + pb._envelope("v1", "List", raw_list)
+    assert pb.decode(body)[2] == {"kind": "List", "apiVersion": "v1", "metadata": {}, "items": [cm]}
+
+
 def test_json_null_is_go_zero() -> None:
     """encoding/json leaves a Go value as it was on null: a struct or scalar is its zero value, a
     pointer/slice/map nil; so null encodes like absence."""

@@ -536,7 +536,12 @@ def _special_to_json(plan: _Plan, msg: Message) -> Any:
     if sp == "Duration":
         return format_duration(msg.duration)
     if sp == "RawExtension":
-        return _load_raw(msg.raw) if msg.HasField("raw") else None
+        if not msg.HasField("raw"):
+            return None
+        raw = msg.raw
+        if raw[:4] == MAGIC:  # an object the protobuf serializer embedded (v1.List items)
+            return decode(raw)[2]
+        return _load_raw(raw)
     if sp == "FieldsV1":
         return _load_raw(msg.Raw) if msg.HasField("Raw") else None
     if sp == "wrapper":

@@ -513,3 +513,14 @@ type Names []string
     assert kinds == {"Demo"} and slices == {"Names"}
     assert structs["Demo"] == {4: ("message", "po", 0), 1: ("metadata", "o", 1), 2: ("labels", "", 2),
                                3: (None, "i", 3), 5: (None, "", 4)}
+
+
+def test_decoded_keys_in_go_order() -> None:
+    """Fields absent on the wire that JSON still shows sit where Go's struct puts them."""
+    # Role's rules has no omitempty: nil comes out as null, after metadata.
+    role = pb.decode(pb.encode({"kind": "Role", "apiVersion": "rbac.authorization.k8s.io/v1"}))[2]
+    assert list(role) == ["kind", "apiVersion", "metadata", "rules"] and role["rules"] is None
+    ports = pb.decode_message("k8s.io.api.core.v1.ContainerPort", b"\x18\x50")  # containerPort 80 only
+    assert list(ports) == ["containerPort"]
+    env = pb.decode_message("k8s.io.api.core.v1.EnvVar", b"\x12\x01v")  # value only: name comes first
+    assert list(env) == ["name", "value"] and env == {"name": "", "value": "v"}

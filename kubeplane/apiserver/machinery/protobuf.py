@@ -218,7 +218,6 @@ class _Plan:
     full_name: str
     cls: type[Message] | None = None
     fields: list[_Field] = field(default_factory=list)
-    by_proto: dict[str, _Field] = field(default_factory=dict)
     # json -> (field, the inline fields it sits in, outermost first: () for a field of its own)
     by_json: dict[str, tuple[_Field, tuple[_Field, ...]]] = field(default_factory=dict)
     json_order: list[str] = field(default_factory=list)  # Go struct order of the JSON keys (inline expanded)
@@ -231,7 +230,7 @@ class _Plan:
     # decode: field descriptor -> (json key, kind, skip when zero, value plan)
     dec: dict[Any, tuple[str | None, int, bool, "_Plan | None"]] = field(default_factory=dict)
     absent_inline: list[tuple[str, "_Plan"]] = field(default_factory=list)  # non-pointer inline messages
-    rank: dict[str, int] | None = None  # JSON key -> Go position, when ListFields' order is not Go's
+    rank: dict[str, int] = field(default_factory=dict)  # JSON key -> position in Go's struct order
     empty: bytes | None = None  # cached JSON of the empty message
     # encode: JSON key -> (proto name, kind, value plan, inline parents, what a JSON null sets or _UNSET)
     enc: dict[str, tuple[str, int, "_Plan | None", tuple["_Field", ...], Any]] = field(default_factory=dict)
@@ -285,7 +284,6 @@ class _Registry:
                     f = _Field(name, json_name, kind, "p" in flags, "o" in flags, "i" in flags, type_name,
                                _ZERO.get(type_name), self.plans.get(type_name))
                     plan.fields.append(f)
-                    plan.by_proto[name] = f
         for plan in self.plans.values():
             self._finish(plan, set())
 
@@ -317,8 +315,7 @@ class _Registry:
         desc = plan.cls.DESCRIPTOR
         by_number = sorted(plan.fields, key=lambda f: desc.fields_by_name[f.name].number)
         plan.in_number_order = [f.name for f in by_number] == numbers and not any(f.inline for f in plan.fields)
-        if not plan.in_number_order:
-            plan.rank = {k: i for i, k in enumerate(plan.json_order)}
+        plan.rank = {k: i for i, k in enumerate(plan.json_order)}
         for key, (f, parents) in plan.by_json.items():
             if f.kind == _SCALAR and not f.pointer:
                 null: Any = f.zero
@@ -583,8 +580,10 @@ def _to_json(plan: _Plan, msg: Message) -> Any:
         elif kind == _MAP_BYTES:
             out[key] = {k: _b64(value[k]) for k in sorted(value)}
         # _SKIP: not in JSON
+    ordered = plan.in_number_order
     for key, absent in plan.absent:
         if key not in out:
+            ordered = False
             if absent.__class__ is _Plan:
                 out[key] = _empty_json(absent)
             else:
@@ -592,8 +591,10 @@ def _to_json(plan: _Plan, msg: Message) -> Any:
     for name, sub in plan.absent_inline:
         if not msg.HasField(name):
             for k, v in _empty_json(sub).items():
-                out.setdefault(k, v)
-    if plan.rank is not None and len(out) > 1:
+                if k not in out:
+                    ordered = False
+                    out[k] = v
+    if not ordered and len(out) > 1:
         rank = plan.rank
         out = {k: out[k] for k in sorted(out, key=rank.__getitem__)}
     return out
@@ -708,7 +709,7 @@ def _from_json(plan: _Plan, obj: Any, strict: bool) -> dict[str, Any]:
                             f"{plan.full_name.rsplit('.', 1)[-1]}")
     kw = dict(plan.defaults)
     inline: dict[str, dict[str, Any]] | None = None
-    fresh: set[int] = set()
+    fresh: set[int] = set()  # ids of the nested keyword dicts made here (the others are shared defaults)
     enc = plan.enc
     for key, value in obj.items():
         hit = enc.get(key)

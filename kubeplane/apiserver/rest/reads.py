@@ -42,7 +42,8 @@ def _validate_list_options(rv: str, match: str) -> None:
 
 
 def _too_large(want: int, have: int) -> APIError:
-    return errors.APIError(504, "Timeout", f"Too large resource version: {want}, current: {have}",
+    # upstream storage.NewTooLargeResourceVersionError: a NewTimeoutError ("Timeout: ...")
+    return errors.APIError(504, "Timeout", f"Timeout: Too large resource version: {want}, current: {have}",
                            {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
                             "retryAfterSeconds": 1})
 
@@ -135,7 +136,7 @@ class Reads:
             if entry is None:
                 raise errors.not_found(route.info.group, route.info.plural, route.name or "")
             if route.info.crd is None and not (accept.table or accept.metadata or accept.yaml):
-                return Response(200, entry.data)
+                return Response(200, entry.data + b"\n")
             obj = entry.obj()
         else:
             obj = await self.objects.get(route.info, route.namespace, route.name or "", _read_revision(rv, req))
@@ -265,11 +266,11 @@ class Reads:
         head = b'{"kind":"%s","apiVersion":"%s","metadata":%s,"items":[' % (
             kind.encode(), api_version.encode(), orjson.dumps(meta))
         if len(items) <= LONG_ITEMS:
-            return Response(200, b"".join((head, join_items(items, parts, b","), b"]}")))
+            return Response(200, b"".join((head, join_items(items, parts, b","), b"]}\n")))
         stream = req.start_stream(200, [("Content-Type", "application/json")])
         stream.write(head)
         await stream.write_items(items, parts, b",")
-        stream.write(b"]}")
+        stream.write(b"]}\n")
         return Response(200)        # the body went out on the stream
 
     async def _list_from_cache(self, req: Request, route: Route, cacher: Cacher, accept: codec.Accept,

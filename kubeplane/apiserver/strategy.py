@@ -123,7 +123,7 @@ def _pod_spec_defaults(spec: dict[str, Any]) -> None:
     spec.setdefault("dnsPolicy", "ClusterFirst")
     spec.setdefault("securityContext", {})
     spec.setdefault("schedulerName", "default-scheduler")
-    for group in ("initContainers", "containers"):
+    for group in ("initContainers", "containers", "ephemeralContainers"):
         for c in spec.get(group) or []:
             if not isinstance(c, dict):
                 continue
@@ -414,7 +414,72 @@ def _containers_errors(spec: Any, base: str) -> list[Cause]:
 
 
 def _pod_check(obj: dict[str, Any]) -> list[Cause]:
-    return _containers_errors(obj.get("spec"), "spec")
+    return _containers_errors(obj.get("spec"), "spec") + _ephemeral_errors(obj.get("spec"))
+
+
+# Container fields an ephemeral container may not set (upstream validateEphemeralContainers).
+_EPHEMERAL_FORBIDDEN = ("ports", "livenessProbe", "readinessProbe", "startupProbe", "lifecycle", "resources",
+                        "resizePolicy", "restartPolicy")
+
+
+def _ephemeral_errors(spec: Any) -> list[Cause]:
+    """spec.ephemeralContainers: named (DNS label, unique among all of the pod's
+    containers), an image, none of the fields a running pod cannot grant, and a
+    targetContainerName that names one of the pod's containers."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("ephemeralContainers"), list):
+        return []
+    others = {c.get("name") for g in ("containers", "initContainers") for c in spec.get(g) or []
+              if isinstance(c, dict)}
+    seen = set(others)
+    out: list[Cause] = []
+    for i, c in enumerate(spec["ephemeralContainers"]):
+        f = f"spec.ephemeralContainers[{i}]"
+        if not isinstance(c, dict):
+            continue
+        name = c.get("name")
+        if not name:
+            out.append(Cause("FieldValueRequired", f"{f}.name", "Required value"))
+        elif not isinstance(name, str) or len(name) > 63 or not _DNS1123_LABEL.match(name):
+            out.append(Cause("FieldValueInvalid", f"{f}.name",
+                             f'Invalid value: "{name}": a lowercase RFC 1123 label must consist of lower case '
+                             "alphanumeric characters or '-', and must start and end with an alphanumeric character "
+                             "(e.g. 'my-name',  or '123-abc', regex used for validation is "
+                             "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"))
+        elif name in seen:
+            out.append(Cause("FieldValueDuplicate", f"{f}.name", f'Duplicate value: "{name}"'))
+        else:
+            seen.add(name)
+        if not c.get("image"):
+            out.append(Cause("FieldValueRequired", f"{f}.image", "Required value"))
+        for k in _EPHEMERAL_FORBIDDEN:
+            if c.get(k):
+                out.append(Cause("FieldValueForbidden", f"{f}.{k}", "Forbidden: cannot be set for an Ephemeral "
+                                                                    "Container"))
+        target = c.get("targetContainerName")
+        if target and target not in others:
+            out.append(Cause("FieldValueNotFound", f"{f}.targetContainerName", f'Not found: "{target}"'))
+    return out
+
+
+def ephemeral_update_errors(old: dict[str, Any], new: dict[str, Any]) -> list[Cause]:
+    """Ephemeral containers are added, never removed or changed (upstream
+    ValidatePodEphemeralContainersUpdate)."""
+    def by_name(o: dict[str, Any]) -> dict[str, Any]:
+        lst = (o.get("spec") or {}).get("ephemeralContainers") or []
+        return {c.get("name"): c for c in lst if isinstance(c, dict)}
+
+    new_by_name = by_name(new)
+    new_index = {c.get("name"): i for i, c in enumerate((new.get("spec") or {}).get("ephemeralContainers") or [])
+                 if isinstance(c, dict)}
+    out = []
+    for name, c in by_name(old).items():
+        if name not in new_by_name:
+            out.append(Cause("FieldValueForbidden", "spec.ephemeralContainers",
+                             f'Forbidden: existing ephemeral containers "{name}" may not be removed'))
+        elif new_by_name[name] != c:
+            out.append(Cause("FieldValueForbidden", f"spec.ephemeralContainers[{new_index[name]}]",
+                             f'Forbidden: existing ephemeral containers "{name}" may not be changed'))
+    return out
 
 
 def _selector_matches_template(obj: dict[str, Any], require_selector: bool = True) -> list[Cause]:

@@ -324,6 +324,20 @@ class Writes:
             if "managedFields" in keep_md:
                 new["metadata"]["managedFields"] = keep_md["managedFields"]
             md = new["metadata"]
+        elif sub == "ephemeralcontainers":
+            # only spec.ephemeralContainers changes (upstream dropNonEphemeralContainerUpdates)
+            spec = new.get("spec")
+            eph = spec.get("ephemeralContainers") if isinstance(spec, dict) else None
+            keep_mf = md.get("managedFields")
+            new = copy.deepcopy(current)
+            cspec = new.setdefault("spec", {})
+            if eph is None:
+                cspec.pop("ephemeralContainers", None)
+            else:
+                cspec["ephemeralContainers"] = eph
+            if keep_mf is not None:
+                new["metadata"]["managedFields"] = keep_mf
+            md = new["metadata"]
         elif strategy.has_status and info.plural != "namespaces" and sub != "binding":
             # (a binding sets the PodScheduled condition along with spec.nodeName)
             if "status" in current:
@@ -344,7 +358,7 @@ class Writes:
             md["generation"] = int(cmd.get("generation") or 1) + 1
         if info.plural == "customresourcedefinitions" and info.group == "apiextensions.k8s.io":
             new["status"] = current.get("status", {})
-        self._validate(info, new, current)
+        self._validate(info, new, current, subresource=sub)
         if md.get("deletionTimestamp") and not cmd.get("deletionTimestamp"):
             md.pop("deletionTimestamp", None)
         # a terminating object may lose finalizers but not gain new ones

@@ -430,3 +430,20 @@ def test_kubectl_debug(server: ServerProc, ns: str, tmp_path: Path, version: str
     pod = server.call("GET", f"/api/v1/namespaces/{ns}/pods/p").json
     ephs = pod["spec"]["ephemeralContainers"]
     assert len(ephs) == 2 and {e["image"] for e in ephs} == {"busybox"} and ephs[0]["targetContainerName"] == "c"
+
+
+@needs_golden
+def test_list_items_carry_no_type(server: ServerProc, ns: str):
+    """Items of a built-in kind's list have no kind/apiVersion (upstream's typed lists set
+    them on the list only); custom resources' lists keep them (unstructured upstream)."""
+    up = orjson.loads(golden("list-ConfigMap.json"))
+    assert list(up) == ["kind", "apiVersion", "metadata", "items"] and "kind" not in up["items"][0]
+    base = f"/api/v1/namespaces/{ns}/configmaps"
+    assert server.call("POST", base, cm("l1")).status == 201
+    for q in ("", "?resourceVersion=0", "?limit=1", "?resourceVersionMatch=NotOlderThan&resourceVersion=1"):
+        for accept in ("application/json", "application/yaml"):
+            r = server.call("GET", base + q, headers={"Accept": accept})
+            got = orjson.loads(r.body) if accept == "application/json" else __import__("yaml").safe_load(r.body)
+            assert list(got) == ["kind", "apiVersion", "metadata", "items"], (q, accept)
+            assert got["items"] and all("kind" not in i and "apiVersion" not in i for i in got["items"]), (q, accept)
+            assert got["items"][0]["metadata"]["name"] == "l1" and got["items"][0]["data"] == {"k": "v"}

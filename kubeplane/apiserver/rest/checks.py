@@ -140,6 +140,9 @@ class Checks:
             raise errors.bad_request(f"{info.kind} in version \"{info.version}\" cannot be handled as a {info.kind}: "
                                      f"json: cannot unmarshal {_json_type(md)} into Go struct field "
                                      f"{info.kind}.metadata of type v1.ObjectMeta")
+        if list(obj)[:3] != ["kind", "apiVersion", "metadata"]:
+            # upstream's field order (Go's struct order: TypeMeta, ObjectMeta, then the rest)
+            obj = {"kind": kind, "apiVersion": info.group_version, "metadata": md, **obj}
         return obj
 
     def _schema_check(self, info: ResourceInfo, obj: dict[str, Any], mode: str,

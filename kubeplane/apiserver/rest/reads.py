@@ -102,6 +102,21 @@ def _decode_continue(token: str, prefix: bytes) -> tuple[int, bytes]:
     return rev, prefix + start.encode()
 
 
+_ITEM_HEAD = b'{"metadata":{'
+
+
+def _untyped(parts: tuple[Buffer, ...]) -> tuple[Buffer, ...]:
+    """A built-in object's JSON as an item of its list: without kind and apiVersion, as
+    upstream's typed lists carry them only on the list (custom resources keep theirs).
+    The stored bytes start with kind, apiVersion and metadata (storage.encode), so the
+    first buffer, up to metadata's brace, is swapped; no copy of the rest."""
+    if len(parts) == 3:
+        return (_ITEM_HEAD, parts[1], parts[2])
+    o = orjson.loads(b"".join(parts))      # written by someone else: not in encode()'s order
+    o.pop("kind", None), o.pop("apiVersion", None)
+    return (orjson.dumps(o),)
+
+
 class Reads:
     """Mixin of RESTHandlers (handlers.py): needs .objects, .registry, .spawn and the other mixins."""
 
@@ -254,6 +269,9 @@ class Reads:
             if accept.table:
                 return _json(200, make_table(info, objs, meta, include_object=req.param("includeObject") or "Metadata",
                                              now=time.time()))
+            if info.crd is None:
+                for o in objs:
+                    o.pop("kind", None), o.pop("apiVersion", None)
             out = {"kind": info.list_kind, "apiVersion": info.group_version, "metadata": meta, "items": objs}
             return _json(200, out, accept=accept)
         if accept.metadata:
@@ -263,6 +281,8 @@ class Reads:
             kind, api_version = info.list_kind, info.group_version
             if info.crd is not None:
                 parts = lambda x: (orjson.dumps(obj(x)),)
+            else:
+                parts = lambda x, typed=parts: _untyped(typed(x))
         head = b'{"kind":"%s","apiVersion":"%s","metadata":%s,"items":[' % (
             kind.encode(), api_version.encode(), orjson.dumps(meta))
         if len(items) <= LONG_ITEMS:

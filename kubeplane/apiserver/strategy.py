@@ -235,7 +235,42 @@ def _daemonset_defaults(obj: dict[str, Any], create: bool) -> None:
     _template_defaults(obj)
 
 
+def _job_selector(obj: dict[str, Any]) -> None:
+    """upstream's generateSelector (unless spec.manualSelector): the template gets the
+    job-name and controller-uid labels, the selector matches the controller uid, and a
+    Job without labels takes its template's."""
+    md = obj.get("metadata") or {}
+    spec = obj.get("spec")
+    uid, name = md.get("uid"), md.get("name")
+    if not isinstance(spec, dict) or spec.get("manualSelector") is True or not uid or not name:
+        return
+    tmpl = spec.get("template")
+    if not isinstance(tmpl, dict):
+        return
+    tmd = tmpl.setdefault("metadata", {})
+    if not isinstance(tmd, dict):
+        return
+    labels = tmd.get("labels")
+    if not isinstance(labels, dict):
+        labels = tmd["labels"] = {}
+    for key, value in (("batch.kubernetes.io/controller-uid", uid), ("batch.kubernetes.io/job-name", name),
+                       ("controller-uid", uid), ("job-name", name)):
+        labels.setdefault(key, value)
+    sel = spec.get("selector")
+    if sel is None:
+        sel = spec["selector"] = {}
+    if isinstance(sel, dict):
+        ml = sel.get("matchLabels")
+        if not isinstance(ml, dict):
+            ml = sel["matchLabels"] = {}
+        ml.setdefault("batch.kubernetes.io/controller-uid", uid)
+    if not md.get("labels"):
+        md["labels"] = dict(labels)
+
+
 def _job_defaults(obj: dict[str, Any], create: bool) -> None:
+    if create:
+        _job_selector(obj)
     spec = obj.setdefault("spec", {})
     if isinstance(spec, dict):
         spec.setdefault("parallelism", 1)

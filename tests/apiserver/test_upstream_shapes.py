@@ -447,3 +447,24 @@ def test_list_items_carry_no_type(server: ServerProc, ns: str):
             assert list(got) == ["kind", "apiVersion", "metadata", "items"], (q, accept)
             assert got["items"] and all("kind" not in i and "apiVersion" not in i for i in got["items"]), (q, accept)
             assert got["items"][0]["metadata"]["name"] == "l1" and got["items"][0]["data"] == {"k": "v"}
+
+
+def test_job_selector_generated_and_template_metadata(server: ServerProc, ns: str):
+    """A Job without manualSelector gets upstream's generated selector and template labels
+    (its controller uid and name; a Job without labels takes the template's), and embedded
+    metadata shows "creationTimestamp": null as Go writes a zero metav1.Time (compare the
+    golden create-Job.json)."""
+    r = server.call("POST", f"/apis/batch/v1/namespaces/{ns}/jobs", {"metadata": {"name": "job"}, "spec": {
+        "template": {"spec": {"containers": [{"name": "c", "image": "i"}], "restartPolicy": "Never"}}}})
+    assert r.status == 201, r
+    job = r.json
+    uid = job["metadata"]["uid"]
+    want = {"batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": "job",
+            "controller-uid": uid, "job-name": "job"}
+    assert job["spec"]["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+    assert job["spec"]["template"]["metadata"] == {"creationTimestamp": None, "labels": want}
+    assert job["metadata"]["labels"] == want
+    if GOLDEN.is_dir():
+        up = orjson.loads(golden("create-Job.json"))
+        assert sorted(up["spec"]["template"]["metadata"]["labels"]) == sorted(want)
+        assert up["spec"]["template"]["metadata"]["creationTimestamp"] is None

@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 _Table = dict[str, dict[str, list[Any]]]
+_OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 
 
 @functools.cache
@@ -60,6 +61,11 @@ def _fill(obj: dict[str, Any], fields: dict[str, list[Any]], types: _Table) -> N
         sub = types[child]
         if how == "":
             if type(v) is dict:
+                if child == _OBJECT_META and "creationTimestamp" not in v:
+                    # a metav1.Time struct, written as null when zero: embedded metadata
+                    # (a pod template's) shows "creationTimestamp":null upstream; the
+                    # schema has no zero for it (Time is a string there)
+                    v["creationTimestamp"] = None
                 _fill(v, sub, types)
         elif how == "[]":
             if type(v) is list:

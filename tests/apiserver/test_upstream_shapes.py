@@ -468,3 +468,29 @@ def test_job_selector_generated_and_template_metadata(server: ServerProc, ns: st
         up = orjson.loads(golden("create-Job.json"))
         assert sorted(up["spec"]["template"]["metadata"]["labels"]) == sorted(want)
         assert up["spec"]["template"]["metadata"]["creationTimestamp"] is None
+
+
+def test_zero_times_written_as_null(server: ServerProc, ns: str):
+    """A non-pointer metav1.Time is a struct Go writes as null when zero: an Event's
+    first/lastTimestamp and eventTime, a condition's lastProbeTime (as in the golden Event);
+    pointer ones (a Job's status.startTime) stay out."""
+    r = server.call("POST", f"/api/v1/namespaces/{ns}/events",
+                    {"metadata": {"name": "ev"}, "involvedObject": {"kind": "Pod", "name": "p"}})
+    assert r.status == 201, r
+    ev = r.json
+    assert (ev["firstTimestamp"], ev["lastTimestamp"], ev["eventTime"]) == (None, None, None)
+    if GOLDEN.is_dir():
+        up = orjson.loads(golden("create-Event.json"))
+        assert (up["firstTimestamp"], up["lastTimestamp"], up["eventTime"]) == (None, None, None)
+    url = f"/api/v1/namespaces/{ns}/pods"
+    assert server.call("POST", url, {"metadata": {"name": "p"},
+                                     "spec": {"containers": [{"name": "c", "image": "i"}]}}).status == 201
+    r = server.call("PATCH", f"{url}/p/status", {"status": {"conditions": [
+        {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}},
+        content_type="application/strategic-merge-patch+json")
+    assert r.status == 200, r
+    assert r.json["status"]["conditions"] == [{"type": "Ready", "status": "True", "lastProbeTime": None,
+                                               "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+    r = server.call("POST", f"/apis/batch/v1/namespaces/{ns}/jobs", {"metadata": {"name": "j"}, "spec": {
+        "template": {"spec": {"containers": [{"name": "c", "image": "i"}], "restartPolicy": "Never"}}}})
+    assert r.status == 201 and r.json["status"] == {} and "startTime" not in r.json["status"]

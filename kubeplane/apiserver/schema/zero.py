@@ -17,8 +17,10 @@ upstream's structured-merge-diff type schema of the same Kubernetes version as d
 (there, such a field carries `default: {}` / `""` / `0` / `false`; kube-openapi writes
 the same markers into the OpenAPI v3 documents). Each entry is
 `field: [zero or None, child type or None, how]`, `how` being "" (the field is of the
-child type), "[]" (a list of it) or "{}" (a map of it); only types on a path to a zero
-value are listed, so the walk stays on those paths.
+child type), "[]" (a list of it), "{}" (a map of it) or "null" (a non-pointer
+metav1.Time, which Go writes as null when zero: a pod condition's `"lastProbeTime":null`,
+embedded metadata's `"creationTimestamp":null`); only types on a path to a zero value
+are listed, so the walk stays on those paths.
 """
 from __future__ import annotations
 
@@ -29,7 +31,6 @@ from typing import Any
 import orjson
 
 _Table = dict[str, dict[str, list[Any]]]
-_OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 
 
 @functools.cache
@@ -53,6 +54,10 @@ def _fill(obj: dict[str, Any], fields: dict[str, list[Any]], types: _Table) -> N
     for name, (zero, child, how) in fields.items():
         v = obj.get(name)
         if v is None:
+            if how == "null":          # a zero metav1.Time: Go writes null
+                if name not in obj:
+                    obj[name] = None
+                continue
             if zero is None:
                 continue
             v = obj[name] = {} if zero == {} else zero
@@ -61,11 +66,6 @@ def _fill(obj: dict[str, Any], fields: dict[str, list[Any]], types: _Table) -> N
         sub = types[child]
         if how == "":
             if type(v) is dict:
-                if child == _OBJECT_META and "creationTimestamp" not in v:
-                    # a metav1.Time struct, written as null when zero: embedded metadata
-                    # (a pod template's) shows "creationTimestamp":null upstream; the
-                    # schema has no zero for it (Time is a string there)
-                    v["creationTimestamp"] = None
                 _fill(v, sub, types)
         elif how == "[]":
             if type(v) is list:

@@ -35,10 +35,13 @@ log = logging.getLogger("kubeplane.apiserver")
 def status_body(code: int, message: str) -> bytes:
     reason = {400: "BadRequest", 401: "Unauthorized", 404: "NotFound", 413: "RequestEntityTooLarge",
               500: "InternalError"}.get(code, "")
-    return orjson.dumps(APIError(code, reason, message).status())
+    return orjson.dumps(APIError(code, reason, message).status(), option=orjson.OPT_APPEND_NEWLINE)
 
 
 def _error_response(e: APIError) -> Response:
+    """The Status of `e` as upstream writes it: JSON with a trailing newline (Go's
+    json.Encoder); a 406 (no representation the client accepts) indented and without the
+    newline, as upstream's WriteRawJSON falls back to when negotiation fails."""
     headers = list(e.headers.items())
     if e.code == 429 or (e.details or {}).get("retryAfterSeconds"):
         headers.append(("Retry-After", str((e.details or {}).get("retryAfterSeconds", 1))))
@@ -46,7 +49,22 @@ def _error_response(e: APIError) -> Response:
     cont = getattr(e, "continue_token", None)
     if cont:
         st["metadata"] = {"continue": cont}
-    return Response(e.code, orjson.dumps(st), headers)
+    if e.code == 406:
+        return Response(e.code, orjson.dumps(st, option=orjson.OPT_INDENT_2), headers)
+    return Response(e.code, orjson.dumps(st, option=orjson.OPT_APPEND_NEWLINE), headers)
+
+
+def page_not_found() -> Response:
+    """What upstream's mux answers for a path outside every served group and non-resource
+    endpoint (Go's http.NotFound): plain text, not a Status."""
+    return Response(404, b"404 page not found\n", [("X-Content-Type-Options", "nosniff")],
+                    content_type="text/plain; charset=utf-8")
+
+
+def _raw_json(obj: Any) -> Response:
+    """upstream's responsewriters.WriteRawJSON (/version, the root path list): indented,
+    no trailing newline."""
+    return Response(200, orjson.dumps(obj, option=orjson.OPT_INDENT_2))
 
 
 _PUBLIC = ("/healthz", "/livez", "/readyz", "/version")
@@ -171,7 +189,7 @@ class App:
             path = path.rstrip("/")
         parts = [p for p in path.split("/") if p]
         if not parts:
-            return self._json(200, {"paths": sorted(self._root_paths())})
+            return _raw_json({"paths": sorted(self._root_paths())})
         head = parts[0]
         if head == "api":
             if len(parts) == 1:
@@ -181,6 +199,8 @@ class App:
             if len(parts) == 1:
                 return self._discovery_root(req, core=False)
             group = parts[1]
+            if not any(r.group == group for r in self.registry.resources()):
+                return page_not_found()
             if len(parts) == 2:
                 return self._group(req, group)
             return await self._resource(req, group, parts[2], parts[3:])
@@ -189,7 +209,7 @@ class App:
         if head == "version" and len(parts) == 1:
             from .discovery import version_info
 
-            return self._json(200, version_info())
+            return _raw_json(version_info())
         if head == "openapi":
             return self._openapi(req, parts[1:])
         if head in ("healthz", "livez", "readyz"):
@@ -200,8 +220,7 @@ class App:
             from prometheus_client import CONTENT_TYPE_LATEST
 
             return Response(200, await self.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
-        raise errors.APIError(404, "NotFound", "the server could not find the requested resource",
-                              {"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]})
+        return page_not_found()
 
     async def _snapshot(self, req: Request) -> Response | None:
         """GET /kubeplane/snapshot: an online backup of the embedded store, for
@@ -244,11 +263,11 @@ class App:
                 out += [f"/apis/{g}", f"/apis/{g}/{v}"]
         return out
 
-    def _json(self, status: int, obj: Any, headers: list[tuple[str, str]] | None = None) -> Response:
-        return Response(status, orjson.dumps(obj), headers)
-
     # --- discovery ----------------------------------------------------------------------
-    def _cached(self, key: Any, build: Callable[[], Any]) -> tuple[bytes, str]:
+    def _cached(self, key: Any, build: Callable[[], Any], *, newline: bool = False) -> tuple[bytes, str]:
+        """`build()`'s body (serialized once per registry generation) and its ETag; with
+        newline=True a trailing "\n" as upstream's serializer writes (discovery documents;
+        the OpenAPI documents have none upstream)."""
         gen = self.registry.generation
         hit = self._cache.get(key)
         if hit is not None and hit[0] == gen:
@@ -258,6 +277,8 @@ class App:
         body = build()
         if not isinstance(body, bytes):
             body = orjson.dumps(body)
+        if newline and not body.endswith(b"\n"):
+            body += b"\n"
         tag = etag(body)
         self._cache[key] = (gen, body, tag)
         return body, tag
@@ -271,16 +292,17 @@ class App:
         form, content_type = discovery.negotiate_discovery(req.headers.get("accept", ""))
         if form is not None:
             body, tag = self._cached(("agg", core, form),
-                                     lambda: discovery.aggregated(resources, legacy_core=core, version=form))
+                                     lambda: discovery.aggregated(resources, legacy_core=core, version=form),
+                                     newline=True)
             headers = [("ETag", _quoted(tag)), *discovery.AGGREGATED_HEADERS.items()]
             inm = req.headers.get("if-none-match")
             if inm and inm.strip('"') == tag.strip('"'):
                 return Response(304, b"", headers, content_type=content_type)
             return Response(200, body, headers, content_type=content_type)
         if core:
-            body, _ = self._cached(("api",), discovery.api_versions)
+            body, _ = self._cached(("api",), discovery.api_versions, newline=True)
         else:
-            body, _ = self._cached(("apis",), lambda: discovery.api_group_list(resources))
+            body, _ = self._cached(("apis",), lambda: discovery.api_group_list(resources), newline=True)
         return Response(200, body, [("Vary", "Accept")])
 
     def _group(self, req: Request, group: str) -> Response:
@@ -288,21 +310,31 @@ class App:
 
         resources = [r for r in self.registry.resources() if r.group == group]
         if not resources:
-            raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
-        body, _ = self._cached(("group", group), lambda: discovery.api_group(group, resources))
+            return page_not_found()
+        body, _ = self._cached(("group", group), lambda: discovery.api_group(group, resources), newline=True)
         return Response(200, body)
 
     # --- resources ----------------------------------------------------------------------
+    def _unknown(self, group: str) -> Response:
+        """A path under /api or /apis/<group>/ that names nothing served. Built-in groups
+        answer a JSON Status with `details: {}` (upstream's go-restful container); groups
+        served only by CRDs plain text (upstream's CR handler delegates to the not-found
+        handler)."""
+        if group == "" or any(r.group == group and r.crd is None for r in self.registry.resources()):
+            raise errors.unknown_resource()
+        return page_not_found()
+
     async def _resource(self, req: Request, group: str, version: str, rest: list[str]) -> Response | None:
         if not self.registry.has_group_version(group, version):
-            raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+            return self._unknown(group)
         if not rest:
             if req.method not in ("GET", "HEAD"):
                 raise errors.method_not_allowed()
             from . import discovery
 
             body, _ = self._cached(("rl", group, version), lambda: discovery.api_resource_list(
-                group, version, [r for r in self.registry.resources() if r.group == group and r.version == version]))
+                group, version, [r for r in self.registry.resources() if r.group == group and r.version == version]),
+                newline=True)
             return Response(200, body)
         if rest[0] == "watch":
             rest = rest[1:]
@@ -315,23 +347,25 @@ class App:
                 namespace = rest[1]
                 rest = rest[2:]
         if not rest:
-            raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+            return self._unknown(group)
         plural = rest[0]
         if group == "" and plural == "bindings" and namespace is not None and len(rest) == 1:
             return await self._bindings(req, version, namespace)
         info = self.registry.get(group, version, plural)
         if info is None:
-            raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+            return self._unknown(group)
         if namespace is not None and not info.namespaced:
-            raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+            return self._unknown(group)
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
         if len(rest) > 3:
-            raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+            return self._unknown(group)
         if name is not None and (name in (".", "..") or "/" in name):
             raise errors.bad_request(f'invalid resource name "{name}"')
         if sub is not None and sub not in info.subresources:
-            raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+            if info.crd is not None:     # upstream's CR handler: a NotFound of the named object
+                raise errors.not_found(info.group, info.plural, name or "")
+            return self._unknown(group)
         return await self.h.serve(req, Route(info, namespace, name, sub))
 
     # --- openapi ------------------------------------------------------------------------
@@ -360,13 +394,13 @@ class App:
             elif gv[0] == "apis" and len(gv) == 3:
                 group, version = gv[1], gv[2]
             else:
-                raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+                return page_not_found()
             if not self.registry.has_group_version(group, version):
-                raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+                return page_not_found()
             body, tag = self._cached(("openapi", group, version), lambda: openapi.openapi_v3_group_version(
                 group, version, self.registry.resources()))
             return self._etagged(req, body, tag, immutable=req.param("hash") is not None)
-        raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+        return page_not_found()
 
     async def _bindings(self, req: Request, version: str, namespace: str) -> Response | None:
         """POST /api/v1/namespaces/{ns}/bindings: upstream's collection form of pods/{name}/binding,
@@ -380,7 +414,7 @@ class App:
         name = md.get("name") if isinstance(md, dict) else None
         pods = self.registry.get("", version, "pods")
         if pods is None:
-            raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.unknown_resource()
         if not name or not isinstance(name, str):
             raise errors.invalid("", "Binding", "", [errors.Cause("FieldValueRequired", "metadata.name",
                                                                   "Required value: name or generateName is required")])

@@ -19,6 +19,8 @@ MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, APPLY_PATCH)
+BODY_TYPES = "application/json, application/yaml"     # what a create/update body may be (415 lists them)
+SERVED_TYPES = "application/json, application/yaml"   # what a response may be (406 lists them)
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -106,9 +108,7 @@ def decode_body(content_type: str, body: bytes, *, patch: bool = False) -> Any:
                                  else "the body of the request was empty")
     if patch:
         if mt not in PATCH_TYPES:
-            raise errors.APIError(415, "UnsupportedMediaType",
-                                  f"the server does not support the content type {mt!r} for patches; "
-                                  f"accepted: {', '.join(PATCH_TYPES)}")
+            raise errors.unsupported_media_type(", ".join(PATCH_TYPES))
         if mt == APPLY_PATCH:
             return _yaml(body)
         return decode_json(body)
@@ -116,9 +116,7 @@ def decode_body(content_type: str, body: bytes, *, patch: bool = False) -> Any:
         return decode_json(body)
     if mt in (YAML, "application/x-yaml", "text/yaml"):
         return _yaml(body)
-    raise errors.APIError(415, "UnsupportedMediaType",
-                          f'the body of the request was in an unknown format - accepted media types include: '
-                          f'application/json, application/yaml (got "{mt}")')
+    raise errors.unsupported_media_type(BODY_TYPES)
 
 
 # --- Accept --------------------------------------------------------------------------
@@ -166,11 +164,12 @@ def negotiate(accept: str) -> Accept:
         if mt == PROTOBUF:
             continue
         ok = ok or False
-    raise errors.not_acceptable(
-        f"only the following media types are accepted: application/json, application/yaml (got {accept})")
+    raise errors.not_acceptable(SERVED_TYPES)
 
 
 def encode(obj: Any, accept: Accept | None = None) -> tuple[bytes, str]:
+    """The response body: JSON ends with "\n" as Go's json.Encoder writes it (upstream's
+    serializer; clients compare bodies and error strings byte for byte)."""
     if accept is not None and accept.yaml:
         return yaml.safe_dump(obj, sort_keys=False).encode(), YAML
-    return orjson.dumps(obj), JSON
+    return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE), JSON

@@ -154,10 +154,9 @@ def _ordered_groups(tree: dict[str, dict[str, list[ResourceInfo]]], *, aggregate
 
 
 def _not_found() -> errors.APIError:
-    # What kube-apiserver answers for a discovery path it does not serve.
-    return errors.APIError(404, "NotFound", "the server could not find the requested resource",
-                           {"causes": [{"reason": "UnexpectedServerResponse",
-                                        "message": "404 page not found"}]})
+    # A discovery path under a served group that it does not serve (app.py answers
+    # paths outside every served group with plain-text "404 page not found" first).
+    return errors.unknown_resource()
 
 
 # --- /version, /api, /apis, /apis/<g> ---------------------------------------------------------
@@ -368,8 +367,7 @@ def negotiate_discovery(accept_header: str | None) -> tuple[str | None, str]:
         if g == DISCOVERY_GROUP and kind == DISCOVERY_KIND and v in AGGREGATED_VERSIONS:
             return v, f"{media};g={DISCOVERY_GROUP};v={v};as={DISCOVERY_KIND}"
         # any other conversion (Table, PartialObjectMetadata, ...) is not offered here
-    raise errors.not_acceptable(
-        "only the following media types are accepted: application/json, application/yaml")
+    raise errors.not_acceptable("application/json, application/yaml")
 
 
 def etag(doc_bytes: bytes) -> str:

@@ -3,6 +3,14 @@
 Raise `APIError` anywhere below the HTTP layer; app.py turns it into the response. The
 helpers mirror k8s.io/apimachinery/pkg/api/errors, message texts included, because
 clients (and people) match on them.
+
+`details` follows upstream's constructors exactly: None (no `details` key) for those that
+leave StatusDetails nil (BadRequest, Unauthorized, Gone, Expired, RequestEntityTooLarge,
+UnsupportedMediaType), `{}` for NewGenericServerResponse's empty details (an unknown
+resource or subresource of a served group, 405, 406), and name/group/kind/causes/
+retryAfterSeconds where upstream sets them. Clients dereference `details` when present in
+upstream's answer (kubectl debug reads `details.name` of a NotFound), so an empty dict is
+written as `"details":{}`, not left out.
 """
 from __future__ import annotations
 
@@ -40,7 +48,7 @@ class APIError(Exception):
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {},
                                "status": "Failure", "message": self.message, "reason": self.reason}
-        if self.details:
+        if self.details is not None:
             out["details"] = self.details
         out["code"] = self.code
         return out
@@ -68,6 +76,13 @@ def already_exists(group: str, resource: str, name: str) -> APIError:
                     _details(name, group, resource))
 
 
+def generate_name_conflict(group: str, resource: str, name: str) -> APIError:
+    """upstream NewGenerateNameConflict: every generated name was taken."""
+    q = f"{resource}.{group}" if group else resource
+    return APIError(409, "AlreadyExists", f'{q} "{name}" already exists, the server was not able to generate a '
+                    "unique name for the object", _details(name, group, resource, retryAfterSeconds=1))
+
+
 def conflict(group: str, resource: str, name: str, why: str) -> APIError:
     q = f"{resource}.{group}" if group else resource
     return APIError(409, "Conflict", f'Operation cannot be fulfilled on {q} "{name}": {why}',
@@ -87,22 +102,34 @@ def invalid(group: str, kind: str, name: str, causes: list[Cause]) -> APIError:
                     _details(name, group, kind, causes=[c.as_dict() for c in causes]))
 
 
+NO_RESOURCE = "the server could not find the requested resource"
+
+
+def unknown_resource() -> APIError:
+    """404 for a path under a served group that names no resource, version or subresource
+    (upstream's go-restful container: NewGenericServerResponse, `details: {}`). A path
+    outside every served group is plain text instead (app.PAGE_NOT_FOUND)."""
+    return APIError(404, "NotFound", NO_RESOURCE, {})
+
+
 def bad_request(message: str) -> APIError:
     return APIError(400, "BadRequest", message)
 
 
 def method_not_allowed(message: str = "the server does not allow this method on the requested resource") -> APIError:
-    return APIError(405, "MethodNotAllowed", message)
+    return APIError(405, "MethodNotAllowed", message, {})
 
 
-def not_acceptable(message: str) -> APIError:
-    return APIError(406, "NotAcceptable", message)
+def not_acceptable(available: str) -> APIError:
+    """406 as go-restful answers an Accept that no route produces (upstream writes it
+    indented, without the trailing newline: app._error_response)."""
+    return APIError(406, "NotAcceptable", f"406: Not Acceptable\n\nAvailable representations: {available}", {})
 
 
-def unsupported_media_type(content_type: str) -> APIError:
+def unsupported_media_type(accepted: str) -> APIError:
+    """415, upstream's negotiation.NewUnsupportedMediaTypeError: no details."""
     return APIError(415, "UnsupportedMediaType",
-                    "the body of the request was in an unknown format - accepted media types include: "
-                    f"application/json, application/yaml (got {content_type!r})")
+                    f"the body of the request was in an unknown format - accepted media types include: {accepted}")
 
 
 def too_large(message: str = "the request body is too large") -> APIError:
@@ -126,11 +153,14 @@ def forbidden(group: str, resource: str, name: str, why: str) -> APIError:
 
 
 def internal(message: str) -> APIError:
-    return APIError(500, "InternalError", f"Internal error occurred: {message}")
+    return APIError(500, "InternalError", f"Internal error occurred: {message}",
+                    {"causes": [{"message": message}]})
 
 
-def timeout(message: str) -> APIError:
-    return APIError(504, "Timeout", message)
+def timeout(message: str, retry_after: int = 0) -> APIError:
+    """upstream NewTimeoutError: "Timeout: <message>", details with retryAfterSeconds
+    (left out when 0, as Go's omitempty does)."""
+    return APIError(504, "Timeout", f"Timeout: {message}", {"retryAfterSeconds": retry_after} if retry_after else {})
 
 
 def unauthorized() -> APIError:

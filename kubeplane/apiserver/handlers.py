@@ -1,5 +1,6 @@
 """The REST verbs on one resource: get, list, watch, create, update, patch, delete,
-deletecollection, and the subresources (status, scale, binding, eviction, finalize).
+deletecollection, and the subresources (status, scale, binding, eviction, finalize,
+ephemeralcontainers: GET answers the Pod, PUT/PATCH change only spec.ephemeralContainers).
 
 Every write runs the same pipeline (upstream's genericregistry.Store):
 

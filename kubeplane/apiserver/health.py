@@ -45,7 +45,7 @@ from typing import Awaitable, Callable, Iterable, Mapping
 import orjson
 
 from ..logs import V, kv
-from .errors import APIError, method_not_allowed
+from .errors import method_not_allowed
 
 log = logging.getLogger("kubeplane.apiserver.healthz")
 
@@ -116,9 +116,8 @@ def _go_quoted(names: Iterable[str]) -> str:
 
 
 def _not_found() -> tuple[int, bytes, str]:
-    e = APIError(404, "NotFound", "the server could not find the requested resource",
-                 {"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]})
-    return 404, orjson.dumps(e.status()), JSON
+    # upstream: the health mux has no such path, Go's http.NotFound answers (plain text)
+    return 404, b"404 page not found\n", "text/plain; charset=utf-8"
 
 
 class HealthChecks:
@@ -227,7 +226,7 @@ class HealthChecks:
         if which not in ENDPOINTS:
             return _not_found()
         if method not in ("GET", "HEAD"):
-            return 405, orjson.dumps(method_not_allowed().status()), JSON
+            return 405, orjson.dumps(method_not_allowed().status(), option=orjson.OPT_APPEND_NEWLINE), JSON
         names = self.names(which)
         if rest:
             name = "/".join(rest)

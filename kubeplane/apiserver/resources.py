@@ -23,7 +23,7 @@ class ResourceInfo:
     namespaced: bool
     short_names: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
-    subresources: tuple[str, ...] = ()   # "status", "scale", "binding", "eviction"
+    subresources: tuple[str, ...] = ()   # "status", "scale", "binding", "eviction", "ephemeralcontainers"
     verbs: tuple[str, ...] = ALL_VERBS
     def_name: str | None = None    # schema definition name in kubernetes-validate
     crd: dict[str, Any] | None = field(default=None, repr=False)  # the CRD object, for custom resources
@@ -68,7 +68,7 @@ BUILTIN: list[ResourceInfo] = [
     _r("", "v1", "Namespace", "namespaces", False, _CORE + "Namespace", short=("ns",),
        sub=("status", "finalize"), verbs=NO_COLLECTION_DELETE),
     _r("", "v1", "Pod", "pods", True, _CORE + "Pod", short=("po",), cat=ALL,
-       sub=("status", "binding", "eviction")),
+       sub=("status", "binding", "eviction", "ephemeralcontainers")),
     _r("", "v1", "Node", "nodes", False, _CORE + "Node", short=("no",), sub=("status",)),
     _r("", "v1", "Service", "services", True, _CORE + "Service", short=("svc",), cat=ALL,
        sub=("status",), ),

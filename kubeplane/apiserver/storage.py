@@ -101,7 +101,7 @@ def store_error(exc: Exception) -> errors.APIError:
     if isinstance(exc, store_errors.RequestTooLargeError):
         return errors.APIError(413, "RequestEntityTooLarge", "etcdserver: request is too large")
     msg = getattr(exc, "message", None) or str(exc)
-    return errors.APIError(500, "InternalError", f"Internal error occurred: {msg}")
+    return errors.internal(msg)
 
 
 # --- request metrics ------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from .errors import Cause
 from .resources import ResourceInfo
+from .schema.zero import fill_zero_fields
 from .strategy_flowcontrol import flowschema_check, flowschema_defaults, prioritylevel_check, prioritylevel_defaults
 
 # --- names -----------------------------------------------------------------------------
@@ -122,7 +123,7 @@ def _pod_spec_defaults(spec: dict[str, Any]) -> None:
     spec.setdefault("dnsPolicy", "ClusterFirst")
     spec.setdefault("securityContext", {})
     spec.setdefault("schedulerName", "default-scheduler")
-    for group in ("initContainers", "containers"):
+    for group in ("initContainers", "containers", "ephemeralContainers"):
         for c in spec.get(group) or []:
             if not isinstance(c, dict):
                 continue
@@ -234,7 +235,42 @@ def _daemonset_defaults(obj: dict[str, Any], create: bool) -> None:
     _template_defaults(obj)
 
 
+def _job_selector(obj: dict[str, Any]) -> None:
+    """upstream's generateSelector (unless spec.manualSelector): the template gets the
+    job-name and controller-uid labels, the selector matches the controller uid, and a
+    Job without labels takes its template's."""
+    md = obj.get("metadata") or {}
+    spec = obj.get("spec")
+    uid, name = md.get("uid"), md.get("name")
+    if not isinstance(spec, dict) or spec.get("manualSelector") is True or not uid or not name:
+        return
+    tmpl = spec.get("template")
+    if not isinstance(tmpl, dict):
+        return
+    tmd = tmpl.setdefault("metadata", {})
+    if not isinstance(tmd, dict):
+        return
+    labels = tmd.get("labels")
+    if not isinstance(labels, dict):
+        labels = tmd["labels"] = {}
+    for key, value in (("batch.kubernetes.io/controller-uid", uid), ("batch.kubernetes.io/job-name", name),
+                       ("controller-uid", uid), ("job-name", name)):
+        labels.setdefault(key, value)
+    sel = spec.get("selector")
+    if sel is None:
+        sel = spec["selector"] = {}
+    if isinstance(sel, dict):
+        ml = sel.get("matchLabels")
+        if not isinstance(ml, dict):
+            ml = sel["matchLabels"] = {}
+        ml.setdefault("batch.kubernetes.io/controller-uid", uid)
+    if not md.get("labels"):
+        md["labels"] = dict(labels)
+
+
 def _job_defaults(obj: dict[str, Any], create: bool) -> None:
+    if create:
+        _job_selector(obj)
     spec = obj.setdefault("spec", {})
     if isinstance(spec, dict):
         spec.setdefault("parallelism", 1)
@@ -303,8 +339,27 @@ def _namespace_defaults(obj: dict[str, Any], create: bool) -> None:
         obj["status"] = {"phase": "Active"}
 
 
+def _canonical_base64(values: Any) -> None:
+    """Rewrite []byte values (a map of base64 strings) the way upstream's decode and
+    re-encode leaves them: Go's decoder skips \r and \n inside the text (the TLS Secret
+    example of the Kubernetes docs wraps its lines), the encoder writes none. Values the
+    schema check let through are valid base64; anything else is left for it to report."""
+    if not isinstance(values, dict):
+        return
+    import base64
+    import binascii
+
+    for k, v in values.items():
+        if isinstance(v, str) and ("\n" in v or "\r" in v):
+            try:
+                values[k] = base64.b64encode(base64.b64decode(v.replace("\r", "").replace("\n", ""))).decode()
+            except (binascii.Error, ValueError):
+                pass
+
+
 def _secret_defaults(obj: dict[str, Any], create: bool) -> None:
     obj.setdefault("type", "Opaque")
+    _canonical_base64(obj.get("data"))
     sd = obj.pop("stringData", None)
     if isinstance(sd, dict):
         import base64
@@ -313,6 +368,10 @@ def _secret_defaults(obj: dict[str, Any], create: bool) -> None:
         if isinstance(data, dict):
             for k, v in sd.items():
                 data[k] = base64.b64encode(str(v).encode()).decode()
+
+
+def _configmap_defaults(obj: dict[str, Any], create: bool) -> None:
+    _canonical_base64(obj.get("binaryData"))
 
 
 def _pvc_defaults(obj: dict[str, Any], create: bool) -> None:
@@ -345,6 +404,7 @@ DEFAULTS: dict[str, Callable[[dict[str, Any], bool], None]] = {
     "services": _service_defaults,
     "namespaces": _namespace_defaults,
     "secrets": _secret_defaults,
+    "configmaps": _configmap_defaults,
     "persistentvolumeclaims": _pvc_defaults,
     "nodes": _node_defaults,
     "flowschemas": flowschema_defaults,
@@ -389,7 +449,72 @@ def _containers_errors(spec: Any, base: str) -> list[Cause]:
 
 
 def _pod_check(obj: dict[str, Any]) -> list[Cause]:
-    return _containers_errors(obj.get("spec"), "spec")
+    return _containers_errors(obj.get("spec"), "spec") + _ephemeral_errors(obj.get("spec"))
+
+
+# Container fields an ephemeral container may not set (upstream validateEphemeralContainers).
+_EPHEMERAL_FORBIDDEN = ("ports", "livenessProbe", "readinessProbe", "startupProbe", "lifecycle", "resources",
+                        "resizePolicy", "restartPolicy")
+
+
+def _ephemeral_errors(spec: Any) -> list[Cause]:
+    """spec.ephemeralContainers: named (DNS label, unique among all of the pod's
+    containers), an image, none of the fields a running pod cannot grant, and a
+    targetContainerName that names one of the pod's containers."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("ephemeralContainers"), list):
+        return []
+    others = {c.get("name") for g in ("containers", "initContainers") for c in spec.get(g) or []
+              if isinstance(c, dict)}
+    seen = set(others)
+    out: list[Cause] = []
+    for i, c in enumerate(spec["ephemeralContainers"]):
+        f = f"spec.ephemeralContainers[{i}]"
+        if not isinstance(c, dict):
+            continue
+        name = c.get("name")
+        if not name:
+            out.append(Cause("FieldValueRequired", f"{f}.name", "Required value"))
+        elif not isinstance(name, str) or len(name) > 63 or not _DNS1123_LABEL.match(name):
+            out.append(Cause("FieldValueInvalid", f"{f}.name",
+                             f'Invalid value: "{name}": a lowercase RFC 1123 label must consist of lower case '
+                             "alphanumeric characters or '-', and must start and end with an alphanumeric character "
+                             "(e.g. 'my-name',  or '123-abc', regex used for validation is "
+                             "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"))
+        elif name in seen:
+            out.append(Cause("FieldValueDuplicate", f"{f}.name", f'Duplicate value: "{name}"'))
+        else:
+            seen.add(name)
+        if not c.get("image"):
+            out.append(Cause("FieldValueRequired", f"{f}.image", "Required value"))
+        for k in _EPHEMERAL_FORBIDDEN:
+            if c.get(k):
+                out.append(Cause("FieldValueForbidden", f"{f}.{k}", "Forbidden: cannot be set for an Ephemeral "
+                                                                    "Container"))
+        target = c.get("targetContainerName")
+        if target and target not in others:
+            out.append(Cause("FieldValueNotFound", f"{f}.targetContainerName", f'Not found: "{target}"'))
+    return out
+
+
+def ephemeral_update_errors(old: dict[str, Any], new: dict[str, Any]) -> list[Cause]:
+    """Ephemeral containers are added, never removed or changed (upstream
+    ValidatePodEphemeralContainersUpdate)."""
+    def by_name(o: dict[str, Any]) -> dict[str, Any]:
+        lst = (o.get("spec") or {}).get("ephemeralContainers") or []
+        return {c.get("name"): c for c in lst if isinstance(c, dict)}
+
+    new_by_name = by_name(new)
+    new_index = {c.get("name"): i for i, c in enumerate((new.get("spec") or {}).get("ephemeralContainers") or [])
+                 if isinstance(c, dict)}
+    out = []
+    for name, c in by_name(old).items():
+        if name not in new_by_name:
+            out.append(Cause("FieldValueForbidden", "spec.ephemeralContainers",
+                             f'Forbidden: existing ephemeral containers "{name}" may not be removed'))
+        elif new_by_name[name] != c:
+            out.append(Cause("FieldValueForbidden", f"spec.ephemeralContainers[{new_index[name]}]",
+                             f'Forbidden: existing ephemeral containers "{name}" may not be changed'))
+    return out
 
 
 def _selector_matches_template(obj: dict[str, Any], require_selector: bool = True) -> list[Cause]:
@@ -491,20 +616,8 @@ def _configmap_check(obj: dict[str, Any]) -> list[Cause]:
 
 
 def _secret_check(obj: dict[str, Any]) -> list[Cause]:
-    out = _configmap_check(obj)
-    import base64
-    import binascii
-
-    data = obj.get("data")
-    if isinstance(data, dict):
-        for k, v in data.items():
-            if isinstance(v, str):
-                try:
-                    base64.b64decode(v, validate=True)
-                except (binascii.Error, ValueError):
-                    out.append(Cause("FieldValueInvalid", f"data[{k}]",
-                                     "Invalid value: illegal base64 data"))
-    return out
+    # (base64 of data values: the schema check, with Go's decoder rules, ran before)
+    return _configmap_check(obj)
 
 
 _CHECKS: dict[str, Callable[[dict[str, Any]], list[Cause]]] = {
@@ -527,7 +640,7 @@ _CHECKS: dict[str, Callable[[dict[str, Any]], list[Cause]]] = {
 # Kinds whose metadata.generation tracks spec changes (upstream: those with a spec that a
 # controller reconciles, CRDs and custom resources).
 _GENERATION = {"deployments", "replicasets", "statefulsets", "daemonsets", "jobs", "cronjobs",
-               "customresourcedefinitions", "flowschemas", "prioritylevelconfigurations"}
+               "customresourcedefinitions", "flowschemas", "prioritylevelconfigurations", "endpointslices"}
 
 
 class Strategy:
@@ -538,13 +651,19 @@ class Strategy:
         self.defaults = DEFAULTS.get(info.plural) if info.crd is None else None
         self.check = _CHECKS.get(info.plural) if info.crd is None else None
         self.tracks_generation = info.crd is not None or (info.group in ("", "apps", "batch", "apiextensions.k8s.io",
-                                                                          "flowcontrol.apiserver.k8s.io")
+                                                                          "flowcontrol.apiserver.k8s.io",
+                                                                          "discovery.k8s.io")
                                                           and info.plural in _GENERATION)
         self.has_status = "status" in info.subresources
 
     def apply_defaults(self, obj: dict[str, Any], create: bool) -> None:
         if self.defaults is not None:
             self.defaults(obj, create)
+
+    def fill_zero_fields(self, obj: dict[str, Any]) -> None:
+        """The fields upstream's Go encoding always writes (schema/zero.py), built-ins only."""
+        if self.info.crd is None:
+            fill_zero_fields(obj, self.info.def_name)
 
     def validate(self, obj: dict[str, Any]) -> list[Cause]:
         out = metadata_errors(self.info, obj)

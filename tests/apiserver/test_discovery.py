@@ -53,6 +53,7 @@ def test_core_resource_list_matches_upstream_entries():
     upstream = [
         b'{"name":"pods","singularName":"pod","namespaced":true,"kind":"Pod","verbs":["create","delete","deletecollection","get","list","patch","update","watch"],"shortNames":["po"],"categories":["all"],"storageVersionHash":"xPOwRZ+Yhw8="}',
         b'{"name":"pods/binding","singularName":"","namespaced":true,"kind":"Binding","verbs":["create"]}',
+        b'{"name":"pods/ephemeralcontainers","singularName":"","namespaced":true,"kind":"Pod","verbs":["get","patch","update"]}',
         b'{"name":"pods/eviction","singularName":"","namespaced":true,"group":"policy","version":"v1","kind":"Eviction","verbs":["create"]}',
         b'{"name":"pods/status","singularName":"","namespaced":true,"kind":"Pod","verbs":["get","patch","update"]}',
         b'{"name":"namespaces","singularName":"namespace","namespaced":false,"kind":"Namespace","verbs":["create","delete","get","list","patch","update","watch"],"shortNames":["ns"],"storageVersionHash":"Q3oi5N2YM8M="}',
@@ -189,6 +190,8 @@ def test_aggregated_core():
         "subresources": [
             {"subresource": "binding", "responseKind": {"group": "", "version": "v1", "kind": "Binding"},
              "verbs": ["create"]},
+            {"subresource": "ephemeralcontainers", "responseKind": {"group": "", "version": "v1", "kind": "Pod"},
+             "verbs": ["get", "patch", "update"]},
             {"subresource": "eviction",
              "responseKind": {"group": "policy", "version": "v1", "kind": "Eviction"},
              "verbs": ["create"]},

@@ -286,7 +286,7 @@ def test_list_far_future_rv_is_504_too_large(server, ns):
         assert r.status == 504, (q, r)
         body = r.json
         assert body["reason"] == "Timeout" and body["code"] == 504
-        assert body["message"].startswith("Too large resource version"), body
+        assert "Too large resource version" in body["message"], body
 
 
 def test_get_far_future_rv_is_504_too_large(server, ns):
@@ -297,7 +297,7 @@ def test_get_far_future_rv_is_504_too_large(server, ns):
     r = server.call("GET", f"{CM.format(ns=ns)}/g?resourceVersion={rv_of(o) + 1_000_000}")
     assert time.monotonic() - t0 < 6
     assert r.status == 504, r
-    assert r.json["reason"] == "Timeout" and r.json["message"].startswith("Too large resource version")
+    assert r.json["reason"] == "Timeout" and "Too large resource version: " in r.json["message"]
 
 
 @pytest.mark.parametrize("query,message", [

@@ -15,7 +15,7 @@ from ..schema import validate
 from ..schema.crd import CRDSchema, validate_crd
 from ..schema.defs import SchemaNode
 from ..storage import key_of
-from ..strategy import name_errors
+from ..strategy import ephemeral_update_errors, name_errors
 from .common import _json_type
 
 
@@ -140,6 +140,9 @@ class Checks:
             raise errors.bad_request(f"{info.kind} in version \"{info.version}\" cannot be handled as a {info.kind}: "
                                      f"json: cannot unmarshal {_json_type(md)} into Go struct field "
                                      f"{info.kind}.metadata of type v1.ObjectMeta")
+        if list(obj)[:3] != ["kind", "apiVersion", "metadata"]:
+            # upstream's field order (Go's struct order: TypeMeta, ObjectMeta, then the rest)
+            obj = {"kind": kind, "apiVersion": info.group_version, "metadata": md, **obj}
         return obj
 
     def _schema_check(self, info: ResourceInfo, obj: dict[str, Any], mode: str,
@@ -190,7 +193,8 @@ class Checks:
             return s.schema_node() if s is not None else None
         return SchemaNode.for_definition(info.def_name) if info.def_name else None
 
-    def _validate(self, info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None = None) -> None:
+    def _validate(self, info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None = None, *,
+                  subresource: str | None = None) -> None:
         strategy = self.registry.strategy(info)
         md = obj["metadata"]
         name = md.get("name") or ""
@@ -209,7 +213,10 @@ class Checks:
         if info.plural == "customresourcedefinitions" and info.group == "apiextensions.k8s.io":
             causes += validate_crd(obj)
         if old is not None:
-            causes += _immutable_errors(info, old, obj)
+            if subresource == "ephemeralcontainers":     # nothing else changed (writes._finish_update)
+                causes += ephemeral_update_errors(old, obj)
+            else:
+                causes += _immutable_errors(info, old, obj)
         if causes:
             raise errors.invalid(info.group, info.kind, name, causes)
 

@@ -42,7 +42,8 @@ def _validate_list_options(rv: str, match: str) -> None:
 
 
 def _too_large(want: int, have: int) -> APIError:
-    return errors.APIError(504, "Timeout", f"Too large resource version: {want}, current: {have}",
+    # upstream storage.NewTooLargeResourceVersionError: a NewTimeoutError ("Timeout: ...")
+    return errors.APIError(504, "Timeout", f"Timeout: Too large resource version: {want}, current: {have}",
                            {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
                             "retryAfterSeconds": 1})
 
@@ -101,6 +102,21 @@ def _decode_continue(token: str, prefix: bytes) -> tuple[int, bytes]:
     return rev, prefix + start.encode()
 
 
+_ITEM_HEAD = b'{"metadata":{'
+
+
+def _untyped(parts: tuple[Buffer, ...]) -> tuple[Buffer, ...]:
+    """A built-in object's JSON as an item of its list: without kind and apiVersion, as
+    upstream's typed lists carry them only on the list (custom resources keep theirs).
+    The stored bytes start with kind, apiVersion and metadata (storage.encode), so the
+    first buffer, up to metadata's brace, is swapped; no copy of the rest."""
+    if len(parts) == 3:
+        return (_ITEM_HEAD, parts[1], parts[2])
+    o = orjson.loads(b"".join(parts))      # written by someone else: not in encode()'s order
+    o.pop("kind", None), o.pop("apiVersion", None)
+    return (orjson.dumps(o),)
+
+
 class Reads:
     """Mixin of RESTHandlers (handlers.py): needs .objects, .registry, .spawn and the other mixins."""
 
@@ -135,7 +151,7 @@ class Reads:
             if entry is None:
                 raise errors.not_found(route.info.group, route.info.plural, route.name or "")
             if route.info.crd is None and not (accept.table or accept.metadata or accept.yaml):
-                return Response(200, entry.data)
+                return Response(200, entry.data + b"\n")
             obj = entry.obj()
         else:
             obj = await self.objects.get(route.info, route.namespace, route.name or "", _read_revision(rv, req))
@@ -253,6 +269,9 @@ class Reads:
             if accept.table:
                 return _json(200, make_table(info, objs, meta, include_object=req.param("includeObject") or "Metadata",
                                              now=time.time()))
+            if info.crd is None:
+                for o in objs:
+                    o.pop("kind", None), o.pop("apiVersion", None)
             out = {"kind": info.list_kind, "apiVersion": info.group_version, "metadata": meta, "items": objs}
             return _json(200, out, accept=accept)
         if accept.metadata:
@@ -262,14 +281,16 @@ class Reads:
             kind, api_version = info.list_kind, info.group_version
             if info.crd is not None:
                 parts = lambda x: (orjson.dumps(obj(x)),)
+            else:
+                parts = lambda x, typed=parts: _untyped(typed(x))
         head = b'{"kind":"%s","apiVersion":"%s","metadata":%s,"items":[' % (
             kind.encode(), api_version.encode(), orjson.dumps(meta))
         if len(items) <= LONG_ITEMS:
-            return Response(200, b"".join((head, join_items(items, parts, b","), b"]}")))
+            return Response(200, b"".join((head, join_items(items, parts, b","), b"]}\n")))
         stream = req.start_stream(200, [("Content-Type", "application/json")])
         stream.write(head)
         await stream.write_items(items, parts, b",")
-        stream.write(b"]}")
+        stream.write(b"]}\n")
         return Response(200)        # the body went out on the stream
 
     async def _list_from_cache(self, req: Request, route: Route, cacher: Cacher, accept: codec.Accept,

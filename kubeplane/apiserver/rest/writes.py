@@ -21,6 +21,19 @@ from .common import (
 )
 
 
+_NAME_GENERATION_ATTEMPTS = 8     # upstream's maxNameGenerationCreateAttempts
+
+
+def _rv_set_on_create(rv: Any) -> bool:
+    """Whether a create's metadata.resourceVersion is refused: upstream's etcd3 store
+    refuses only a value that parses as a non-zero unsigned 64-bit number
+    (strconv.ParseUint); "v1", "-1", "0" and the empty string pass and are overwritten."""
+    if not isinstance(rv, str) or not rv.isascii() or not rv.isdigit():
+        return False
+    n = int(rv)
+    return 0 < n < 1 << 64
+
+
 class Writes:
     """Mixin of RESTHandlers (handlers.py): needs .objects, .registry, .spawn and the other mixins."""
 
@@ -33,14 +46,15 @@ class Writes:
         obj = self._check_kind(info, obj)
         warnings: list[str] = []
         self._schema_check(info, obj, mode, warnings)
+        named = bool(obj["metadata"].get("name"))
         obj = await self.prepare_create(info, route.namespace, obj, manager)
-        result = await self.store_create(info, obj, dry)
+        result = await self.store_create(info, obj, dry, generated=not named)
         return _json(201, result, _warning_headers(warnings))
 
     async def prepare_create(self, info: ResourceInfo, namespace: str | None, obj: dict[str, Any],
                              manager: str, *, operation: str = "Update") -> dict[str, Any]:
         md = obj["metadata"]
-        if md.get("resourceVersion"):
+        if _rv_set_on_create(md.get("resourceVersion")):
             raise errors.bad_request("resourceVersion should not be set on objects to be created")
         if info.namespaced:
             ns = md.get("namespace")
@@ -76,6 +90,9 @@ class Writes:
             obj = update_managed_fields(None, obj, manager, "Update", "", info.group_version, now_rfc3339(),
                                         schema=self._schema_node(info),
                                         reset_fields=self._reset_fields(info, None, obj, obj))
+        # after the managed fields: upstream compares with an empty object that has these
+        # zero values too, so a create owns none of them
+        strategy.fill_zero_fields(obj)
         return obj
 
     def _reset_fields(self, info: ResourceInfo, subresource: str | None, old: dict[str, Any] | None = None,
@@ -89,22 +106,29 @@ class Writes:
         keys = set(old or {}) | set(new or {})
         return sorted(k for k in keys if k not in ("status", "apiVersion", "kind"))
 
-    async def store_create(self, info: ResourceInfo, obj: dict[str, Any], dry: bool) -> dict[str, Any]:
+    async def store_create(self, info: ResourceInfo, obj: dict[str, Any], dry: bool, *,
+                           generated: bool = False) -> dict[str, Any]:
+        """Write a prepared object. `generated`: its name came from generateName (a name
+        the client gave is never replaced: upstream uses generateName only when name is
+        empty); a generated name that exists already is drawn again, up to 8 times as
+        upstream, then 409 AlreadyExists with retryAfterSeconds."""
         md = obj["metadata"]
         if dry:
             kv = await self.objects.get_kv(key_of(info, md.get("namespace"), md["name"]))
             if kv is not None:
                 raise errors.already_exists(info.group, info.plural, md["name"])
             return obj
-        for attempt in range(3 if md.get("generateName") else 1):
+        attempts = _NAME_GENERATION_ATTEMPTS if generated else 1
+        for attempt in range(attempts):
             try:
                 created = await self.objects.create(info, md.get("namespace"), md["name"], obj)
                 break
             except APIError as e:
-                if e.reason == "AlreadyExists" and md.get("generateName") and attempt < 2:
-                    md["name"] = md["generateName"][:58] + _random_suffix()
-                    continue
-                raise
+                if e.reason != "AlreadyExists" or not generated:
+                    raise
+                if attempt == attempts - 1:
+                    raise errors.generate_name_conflict(info.group, info.plural, md["name"]) from None
+                md["name"] = md["generateName"][:63 - 5] + _random_suffix()
         if info.plural == "customresourcedefinitions" and info.group == "apiextensions.k8s.io":
             self.registry.set_crd(created)
         return created
@@ -300,6 +324,20 @@ class Writes:
             if "managedFields" in keep_md:
                 new["metadata"]["managedFields"] = keep_md["managedFields"]
             md = new["metadata"]
+        elif sub == "ephemeralcontainers":
+            # only spec.ephemeralContainers changes (upstream dropNonEphemeralContainerUpdates)
+            spec = new.get("spec")
+            eph = spec.get("ephemeralContainers") if isinstance(spec, dict) else None
+            keep_mf = md.get("managedFields")
+            new = copy.deepcopy(current)
+            cspec = new.setdefault("spec", {})
+            if eph is None:
+                cspec.pop("ephemeralContainers", None)
+            else:
+                cspec["ephemeralContainers"] = eph
+            if keep_mf is not None:
+                new["metadata"]["managedFields"] = keep_mf
+            md = new["metadata"]
         elif strategy.has_status and info.plural != "namespaces" and sub != "binding":
             # (a binding sets the PodScheduled condition along with spec.nodeName)
             if "status" in current:
@@ -313,11 +351,14 @@ class Writes:
             if sub is None:
                 new["spec"] = current.get("spec", {})
         strategy.apply_defaults(new, False)
+        # before the generation and managed-fields comparisons, as upstream compares decoded
+        # (zero-filled) objects: leaving out an always-written field changes nothing
+        strategy.fill_zero_fields(new)
         if strategy.tracks_generation and sub is None and strategy.spec_changed(current, new):
             md["generation"] = int(cmd.get("generation") or 1) + 1
         if info.plural == "customresourcedefinitions" and info.group == "apiextensions.k8s.io":
             new["status"] = current.get("status", {})
-        self._validate(info, new, current)
+        self._validate(info, new, current, subresource=sub)
         if md.get("deletionTimestamp") and not cmd.get("deletionTimestamp"):
             md.pop("deletionTimestamp", None)
         # a terminating object may lose finalizers but not gain new ones

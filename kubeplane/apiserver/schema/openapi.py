@@ -409,7 +409,7 @@ def _paths_for(r: ResourceInfo) -> list[tuple[str, list[tuple[str, str, str]], l
         path = f"{item}/{sub}"
         params = [_path_param("name", f"name of the {_SUBRESOURCE_DEF.get(sub, ('', ('', '', r.kind)))[1][2]}")] \
             + scope + [pretty]
-        if sub in ("status",):
+        if sub in ("status", "ephemeralcontainers"):
             ops = [
                 _Op("get", "get", f"read{cg}{ns}{r.kind}{cap}", f"read {sub} of the specified {r.kind}",
                     gvk, tag, [], None, kd, ("200",)),

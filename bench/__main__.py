@@ -6,6 +6,7 @@
     python -m bench api --help       # the API server's write path (pod creates, patches)
     python -m bench read --help      # the read path at scale (lists, gets, watch fan-out, memory, relist storm)
     python -m bench apf --help       # what APF and metrics cost: GET throughput, both on vs both off
+    python -m bench exhaust --help   # abusive connections: a 64 MB header, watches that never read
 """
 
 from __future__ import annotations
@@ -44,8 +45,14 @@ def _apf(argv: list[str]) -> int:
     return main(argv)
 
 
+def _exhaust(argv: list[str]) -> int:
+    from .exhaust_bench import main
+
+    return main(argv)
+
+
 BENCHMARKS: dict[str, Callable[[list[str]], int]] = {"store": _store, "http": _http, "api": _api, "read": _read,
-                                                     "apf": _apf}
+                                                     "apf": _apf, "exhaust": _exhaust}
 
 
 def main(argv: list[str]) -> int:

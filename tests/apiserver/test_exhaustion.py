@@ -241,6 +241,26 @@ def test_a_watch_or_list_that_is_never_read_is_aborted_after_the_stall_timeout(q
     assert quick.call("GET", "/healthz").status == 200
 
 
+def test_a_store_path_watch_that_is_never_read_stops_and_is_aborted(tmp_path: Path):
+    """Without the watch cache the watch reads the store's watch: it stops pulling while
+    the connection is full and is aborted after the stall timeout (before: its buffer
+    grew to 16 MiB, then the watch ended and the connection kept the buffer)."""
+    s = ServerProc(tmp_path / "data", extra=["--watch-cache=false", "--http-write-stall-timeout", "2"]).start()
+    try:
+        rv = s.call("GET", "/api/v1/namespaces/default/configmaps").json["metadata"]["resourceVersion"]
+        watch = _stalled(s, f"/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}")
+        time.sleep(0.5)
+        for i in range(20):        # 10 MB of events
+            assert s.call("POST", "/api/v1/namespaces/default/configmaps",
+                          {"metadata": {"name": f"big-{i}"}, "data": {"v": "x" * 500_000}}).status == 201
+        time.sleep(4.0)
+        assert _closed_within(watch, 10) is not None
+        watch.close()
+        assert s.call("GET", "/healthz").status == 200
+    finally:
+        s.stop()
+
+
 def test_watches_that_never_read_pin_a_few_MiB_each(tmp_path: Path):
     """The issue's numbers: 20 HTTPS watches that never read while 40 MB of events are
     written. RSS grows by at most a few MiB per watch beyond what the same writes cost

@@ -468,7 +468,7 @@ class Connection(asyncio.Protocol):
         body = self.server.error_body(code, message)
         head = _head(code, [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
                             ("Connection", "close")])
-        self.transport.write(bytes(head) + body)
+        self.transport.write(bytes(head) + b"\r\n" + body)
         self.transport.close()
 
     def _refuse(self, code: int) -> None:

@@ -452,8 +452,10 @@ class Connection(asyncio.Protocol):
             self._fail(400, "upgrades are not supported")
             return
         except httptools.HttpParserCallbackError:
-            if not self.reject:
-                raise
+            if not self.reject:       # as before the limits: a callback's failure is a 400
+                log.debug("parser callback failed", exc_info=True)
+                self._fail(400, "malformed HTTP request")
+                return
         except httptools.HttpParserError:
             self._fail(400, "malformed HTTP request")
             return

@@ -31,17 +31,21 @@ Invariants:
   deadline: a watch or a long response is never cut by them. A TLS handshake has
   `header_timeout` too (Go's tlsHandshakeTimeout).
 - A client that stops reading pins at most the transport's write buffer: writers wait
-  (`Stream.drain`) once it passes its high-water mark, and a connection whose buffer
-  has not shrunk for `write_stall_timeout` while above that mark is aborted, its
-  buffer released at once. One sweep a second checks the deadlines and stalls.
+  (`Stream.drain`) once it passes its high-water mark, and a connection that made no
+  progress (its buffer did not shrink and, on Linux, the client acknowledged nothing)
+  for `write_stall_timeout` while above that mark is aborted, its buffer released at
+  once. One sweep a second checks the deadlines and stalls.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import email.utils
+import fcntl
 import logging
+import socket
 import ssl
+import termios
 import time
 import weakref
 from collections import deque
@@ -66,6 +70,10 @@ PIECES_PER_TURN = 2         # pieces of long bodies written per loop iteration, 
 MAX_HEADER_BYTES = 1 << 20  # Go's http.DefaultMaxHeaderBytes, kube-apiserver's MaxHeaderBytes
 HEADER_SLACK = 4096         # Go reads up to MaxHeaderBytes + 4096 bytes of a head
 MAX_URL_BYTES = 1 << 20     # a longer request target is answered 414 (Go: 431, past the same budget)
+# struct tcp_info (linux/tcp.h): tcpi_bytes_acked is the u64 at offset 120 (Linux >= 4.1)
+_TCP_INFO = getattr(socket, "TCP_INFO", None)
+_TCPI_LEN = 232
+_TCPI_BYTES_ACKED = 120
 TLS_PIECE = 64 << 10        # long writes over TLS go in slices of this size (Connection.write_long)
 
 
@@ -269,6 +277,27 @@ class Stream:
             self.conn.write_long(data)
             t.write(b"\r\n")
 
+    async def write_paced(self, data: bytes) -> None:
+        """`write` for a long chunk, waiting while the transport is paused between its
+        slices over TLS (`Connection.write_paced`)."""
+        if len(data) < 65536 or not self.conn.tls:
+            self.write(data)
+            return
+        if self.closed:
+            return
+        t = self.conn.transport
+        if t is None or t.is_closing():
+            self.closed = True
+            return
+        self.sent += len(data)
+        t.write(b"%x\r\n" % len(data))
+        await self.conn.write_paced(data)
+        t = self.conn.transport
+        if t is None or t.is_closing():
+            self.closed = True
+            return
+        t.write(b"\r\n")
+
     async def write_items(self, items: Sequence[T], encode: Callable[[T], Sequence[Buffer]], sep: bytes = b"",
                           lead: bool = False) -> None:
         """Write every item as the buffers `encode(item)` gives, `sep` between items (and
@@ -278,7 +307,7 @@ class Stream:
         this. A caller with more than LONG_ITEMS items holds a `long_write_slot()` from
         before it gathered them."""
         if len(items) <= LONG_ITEMS:
-            self.write(join_items(items, encode, sep, lead))
+            await self.write_paced(join_items(items, encode, sep, lead))
             return
         t = self.conn.transport
         if t is not None:   # keep the pipe full: pause above ITEMS_BACKLOG, resume below a quarter of it
@@ -288,7 +317,7 @@ class Stream:
                 await _piece_turn()
                 if self.closed:
                     return
-                self.write(join_items(items[i:i + ITEMS_PIECE], encode, sep, lead or i > 0))
+                await self.write_paced(join_items(items[i:i + ITEMS_PIECE], encode, sep, lead or i > 0))
                 if self.closed:
                     return
                 if self.paused:      # a client that never reads is aborted by the stall sweep
@@ -385,6 +414,8 @@ class Connection(asyncio.Protocol):
         self.deadline_kind = _NO_DEADLINE
         self.stall_since = 0.0          # when the write buffer went above its high-water mark
         self.stall_size = 0
+        self.stall_acked = -1           # the client's acknowledged bytes then (-1: unknown)
+        self.idle_acked = -2            # ... when the idle deadline was last checked
 
     # --- asyncio.Protocol ---------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -410,6 +441,46 @@ class Connection(asyncio.Protocol):
         self.stall_since = time.monotonic()
         t = self.transport
         self.stall_size = t.get_write_buffer_size() if t is not None else 0
+        self.stall_acked = self._acked()
+
+    def _still_sending(self) -> bool:
+        """The last response is still on its way and the client acknowledged more of it
+        since the previous check (Go's idle timeout starts once a response is in the
+        kernel, and closing then loses nothing: the kernel still sends it; an abort here
+        would drop it, and over TLS the socket's transport may hold part of it)."""
+        t = self.transport
+        if t is None:
+            return False
+        unsent = t.get_write_buffer_size() > 0
+        if not unsent:
+            sock = t.get_extra_info("socket")
+            try:
+                buf = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+                unsent = int.from_bytes(buf, "little") > 0   # what a transport holds is beyond it
+            except (OSError, AttributeError, TypeError, ValueError):
+                unsent = False
+        if not unsent:
+            return False
+        acked = self._acked()
+        moving = acked != self.idle_acked and acked >= 0
+        self.idle_acked = acked
+        return moving
+
+    def _acked(self) -> int:
+        """Bytes the client has acknowledged (Linux TCP_INFO tcpi_bytes_acked), -1 when
+        unknown. Over TLS the transport's own buffer does not show a slow client's
+        progress (the socket's transport holds up to a high-water mark out of sight), the
+        kernel's count does."""
+        t = self.transport
+        sock = t.get_extra_info("socket") if t is not None else None
+        if sock is None or _TCP_INFO is None:
+            return -1
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, _TCPI_LEN)
+        except (OSError, AttributeError, TypeError):
+            return -1
+        return int.from_bytes(info[_TCPI_BYTES_ACKED:_TCPI_BYTES_ACKED + 8], "little") \
+            if len(info) >= _TCPI_BYTES_ACKED + 8 else -1
 
     def resume_writing(self) -> None:
         self.paused = False
@@ -430,6 +501,23 @@ class Connection(asyncio.Protocol):
             return
         view = memoryview(data)
         for i in range(0, len(view), TLS_PIECE):
+            t.write(view[i:i + TLS_PIECE])
+
+    async def write_paced(self, data: Buffer) -> None:
+        """`write_long`, waiting between slices while the transport is paused: over TLS
+        at most about one high-water mark of encrypted bytes is out of sight (in the
+        socket's transport) when this returns, so the idle deadline that follows a
+        response is not started while most of it is still unsent."""
+        if not self.tls or len(data) <= TLS_PIECE:
+            self.write_long(data)
+            return
+        view = memoryview(data)
+        for i in range(0, len(view), TLS_PIECE):
+            if self.paused:
+                await self.drain()
+            t = self.transport
+            if t is None or t.is_closing():
+                return
             t.write(view[i:i + TLS_PIECE])
 
     async def drain(self) -> None:
@@ -503,6 +591,9 @@ class Connection(asyncio.Protocol):
         if t is None:
             return
         if self.deadline_kind and now >= self.deadline:
+            if self.deadline_kind == _IDLE and self._still_sending():
+                self._set_deadline(_IDLE, self.limits.idle_timeout)   # the last response is still going out
+                return
             what = {_HEAD: "request head", _BODY: "request body", _IDLE: "idle"}[self.deadline_kind]
             log.log(V(3), "closing connection from %s: %s timeout", _peer(t), what)
             self.deadline_kind = _NO_DEADLINE
@@ -511,11 +602,12 @@ class Connection(asyncio.Protocol):
         stall = self.limits.write_stall_timeout
         if self.paused and stall > 0 and now - self.stall_since >= stall:
             size = t.get_write_buffer_size()
-            if size >= self.stall_size:
+            acked = self._acked()
+            if size >= self.stall_size and acked <= self.stall_acked:
                 log.log(V(2), "aborting connection to %s: %d bytes unread for %.0fs", _peer(t), size, stall)
                 t.abort()
             else:
-                self.stall_since, self.stall_size = now, size
+                self.stall_since, self.stall_size, self.stall_acked = now, size, acked
 
     # --- httptools callbacks ------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -630,7 +722,7 @@ class Connection(asyncio.Protocol):
                     head += b"Content-Length: %d\r\n\r\n" % len(resp.body)
                     t.write(bytes(head) + body if len(body) < 65536 else bytes(head))
                     if len(body) >= 65536:
-                        self.write_long(body)
+                        await self.write_paced(body)
                 if not keep_alive:
                     t.close()
                     break

@@ -7,6 +7,7 @@
     python -m bench read --help      # the read path at scale (lists, gets, watch fan-out, memory, relist storm)
     python -m bench apf --help       # what APF and metrics cost: GET throughput, both on vs both off
     python -m bench protobuf         # the protobuf codec's per-object cost vs orjson (2.3 KB pod)
+    python -m bench exhaust --help   # abusive connections: a 64 MB header, watches that never read
 """
 
 from __future__ import annotations
@@ -51,8 +52,14 @@ def _protobuf(argv: list[str]) -> int:
     return main(argv)
 
 
+def _exhaust(argv: list[str]) -> int:
+    from .exhaust_bench import main
+
+    return main(argv)
+
+
 BENCHMARKS: dict[str, Callable[[list[str]], int]] = {"store": _store, "http": _http, "api": _api, "read": _read,
-                                                     "apf": _apf, "protobuf": _protobuf}
+                                                     "apf": _apf, "protobuf": _protobuf, "exhaust": _exhaust}
 
 
 def main(argv: list[str]) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .runtime import run
+from .runtime import raise_open_file_limit, run
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,6 +88,7 @@ def _store_serve(args: argparse.Namespace) -> int:
 
     _private_files()
     _check_retention("store serve", args)
+    raise_open_file_limit()
     try:
         run(
             serve(
@@ -146,6 +147,13 @@ def _add_apiserver_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", default=None,
                         help="where to write the admin kubeconfig (default DATA_DIR/kubeconfig)")
     parser.add_argument("--max-request-body-bytes", type=_int_in(1), default=3 * 1024 * 1024)
+    parser.add_argument("--http-read-header-timeout", type=_positive_float, default=32.0, metavar="SECONDS",
+                        help="a request's head, and a TLS handshake, must arrive within this (default %(default)s)")
+    parser.add_argument("--http-idle-timeout", type=_positive_float, default=90.0, metavar="SECONDS",
+                        help="close keep-alive connections idle this long (default %(default)s)")
+    parser.add_argument("--http-write-stall-timeout", type=_positive_float, default=60.0, metavar="SECONDS",
+                        help="abort a connection whose client reads nothing of a full write buffer "
+                             "this long (default %(default)s)")
     parser.add_argument("--quota-backend-bytes", type=_int_in(1), default=2 * 1024**3)
     parser.add_argument("--auto-compaction-mode", choices=("periodic", "revision"), default="periodic")
     parser.add_argument("--auto-compaction-retention", default="5m",
@@ -208,6 +216,9 @@ def _apiserver_serve(args: argparse.Namespace) -> int:
         min_request_timeout=float(args.min_request_timeout),
         token_auth_file=args.token_auth_file,
         metrics=args.enable_metrics == "true",
+        read_header_timeout=args.http_read_header_timeout,
+        idle_timeout=args.http_idle_timeout,
+        write_stall_timeout=args.http_write_stall_timeout,
         store_options=dict(
             quota_bytes=args.quota_backend_bytes,
             auto_compaction_mode=args.auto_compaction_mode,
@@ -215,6 +226,7 @@ def _apiserver_serve(args: argparse.Namespace) -> int:
             progress_notify_interval=args.watch_progress_notify_interval,
         ),
     )
+    raise_open_file_limit()
     try:
         run(serve_forever(config))
     except KeyboardInterrupt:

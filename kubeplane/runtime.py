@@ -87,3 +87,26 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 
         return uvloop.run(main)
     return asyncio.run(main)
+
+
+def raise_open_file_limit() -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit, as Go's runtime does at start: a
+    server with thousands of watch connections would otherwise fail new connections at
+    the soft default (often 1,024). Returns (before, after); logged at -v=1."""
+    import logging
+    import resource
+
+    from .logs import V
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    new = soft
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            new = target
+        except (ValueError, OSError):   # e.g. above fs.nr_open: keep what we have
+            pass
+    logging.getLogger("kubeplane").log(V(1), "open file limit (RLIMIT_NOFILE): soft %d, hard %s (was soft %d)",
+                                       new, "unlimited" if hard == resource.RLIM_INFINITY else hard, soft)
+    return soft, new

@@ -26,7 +26,7 @@ from .health import HealthChecks, all_set
 from .metrics import APIServerMetrics
 from .cache.manager import CacheManager, parse_sizes
 from .handlers import RESTHandlers, Route, now_rfc3339
-from .http import HTTPServer
+from .http import HTTPServer, Limits
 from .registry import Registry
 from .storage import ObjectStore, decode, key_of
 
@@ -53,6 +53,9 @@ class ServerConfig:
     min_request_timeout: float = 1800.0  # seconds; a watch's default timeout is random in [min, 2*min]
     token_auth_file: str | None = None
     metrics: bool = True               # --enable-metrics=false: no /metrics, nothing recorded (A/B benchmarks)
+    read_header_timeout: float = 32.0  # seconds for a request's head (and a TLS handshake); 0: none
+    idle_timeout: float = 90.0         # seconds a keep-alive connection may wait for its next request
+    write_stall_timeout: float = 60.0  # seconds a client may leave a full write buffer unread
     store_options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -159,7 +162,9 @@ class APIServer:
         app = App(self.handlers, self.registry, token, health=self.health,
                   authn=Authenticator(token, tokens), admission=self.admission, metrics=self.handlers.metrics)
         self.app = app
-        self.http = HTTPServer(app, status_body, max_body=cfg.max_body)
+        limits = Limits(header_timeout=cfg.read_header_timeout, idle_timeout=cfg.idle_timeout,
+                        body_timeout=cfg.request_timeout, write_stall_timeout=cfg.write_stall_timeout)
+        self.http = HTTPServer(app, status_body, max_body=cfg.max_body, limits=limits)
         # Plain HTTP (tests and benchmarks): loopback only, no authentication.
         self.http_plain = None
         if cfg.http_listen:
@@ -173,7 +178,7 @@ class APIServer:
             plain_app = App(self.handlers, self.registry, None, health=self.health,
                             authn=Authenticator(None, unsecured=True), admission=self.admission,
                             metrics=self.handlers.metrics)
-            self.http_plain = HTTPServer(plain_app, status_body, max_body=cfg.max_body)
+            self.http_plain = HTTPServer(plain_app, status_body, max_body=cfg.max_body, limits=limits)
             try:
                 self.http_port = await self.http_plain.listen(host, int(port))
             except OSError as exc:

@@ -9,7 +9,12 @@ watch (issue 4 puts the watch cache underneath).
 - allowWatchBookmarks: a BOOKMARK about once a minute and just before the timeout.
 - Selectors apply to the old and new object, so an object that stops matching is sent
   as DELETED and one that starts matching as ADDED (as upstream's cacher does).
-- A client that does not read is disconnected once its backlog passes `MAX_BACKLOG`.
+- A client that does not keep up costs a bounded amount: nothing more is written while
+  its connection's write buffer is above the high-water mark (64 KiB, `Stream.paused`),
+  events wait in the cache watcher's queue (references to the cache's events, up to
+  `WRITE_BATCH` bytes of them taken per write); a queue past its bounds closes the
+  watcher and aborts the connection at once (its buffers released), and a connection
+  whose buffer does not shrink is aborted by the HTTP server's stall sweep.
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ from .storage import decode, prefix_of
 if TYPE_CHECKING:
     from .handlers import Route, RESTHandlers
 
-MAX_BACKLOG = 16 * 1024 * 1024
+WRITE_BATCH = 256 * 1024     # object bytes taken from a watcher's queue per write
 BOOKMARK_EVERY = 60.0
 
 
@@ -151,6 +156,13 @@ async def serve_watch(h: "RESTHandlers", req: Request, route: "Route") -> None:
         deadline = time.monotonic() + timeout
         next_bookmark = time.monotonic() + BOOKMARK_EVERY
         it = watcher.__aiter__()
+
+        async def emit(line: bytes) -> None:
+            stream.write(line)
+            count(1, len(line))
+            if stream.paused:     # one event at most above the high-water mark
+                await stream.drain()
+
         while True:
             now = time.monotonic()
             wait = deadline - now
@@ -186,15 +198,13 @@ async def serve_watch(h: "RESTHandlers", req: Request, route: "Route") -> None:
                     if new_ok:
                         kind = "MODIFIED" if old_ok else "ADDED"
                         line = _event(kind, render(new))
-                        stream.write(line)
-                        count(1, len(line))
+                        await emit(line)
                     elif old_ok:
                         # upstream's cacheWatcher: the previous content at the event's revision
                         old = decode(ev.prev_kv) if ev.prev_kv is not None else new
                         old["metadata"]["resourceVersion"] = str(ev.kv.mod_revision)
                         line = _event("DELETED", render(old))
-                        stream.write(line)
-                        count(1, len(line))
+                        await emit(line)
                 else:
                     if ev.prev_kv is None:
                         continue
@@ -202,14 +212,11 @@ async def serve_watch(h: "RESTHandlers", req: Request, route: "Route") -> None:
                     old["metadata"]["resourceVersion"] = str(ev.kv.mod_revision)
                     if matches(old):
                         line = _event("DELETED", render(old))
-                        stream.write(line)
-                        count(1, len(line))
+                        await emit(line)
             if resp.revision > last_rev and not resp.events:
                 last_rev = resp.revision   # a progress notification
-            if stream.closed:
+            if stream.closed or req.conn.transport is None:
                 break
-            if stream.backlog > MAX_BACKLOG:
-                break   # slow reader: close rather than buffer without bound
         if bookmarks and time.monotonic() >= deadline - 0.001 and not stream.closed:
             stream.write(_event("BOOKMARK", _bookmark(info, last_rev)))
     finally:
@@ -295,6 +302,7 @@ async def _watch_cache_in(req: Request, info, cacher: Cacher, lo: bytes, hi: byt
         stream.write(_event("ERROR", _too_old(e.asked, e.oldest)))
         return None
     stream = req.start_stream(200, headers)
+    w.on_overflow = stream.abort      # too far behind: drop the connection and its buffers now
     try:
         if initial:
             sent = stream.sent
@@ -317,17 +325,19 @@ async def _watch_cache_in(req: Request, info, cacher: Cacher, lo: bytes, hi: byt
             wait = deadline - now
             if bookmarks:
                 wait = min(wait, max(next_bookmark - now, 0.0))
-            await w.wait(wait)
-            lines = w.drain()
+            if stream.paused:
+                await stream.drain()   # events wait in w's queue; its overflow aborts the connection
+                if stream.closed or req.conn.transport is None:
+                    break
+            else:
+                await w.wait(wait)
+            lines = w.take(WRITE_BATCH)
             if lines:
                 data = out(lines)
                 stream.write(data)
                 count(len(lines), len(data))
-            if w.closed or stream.closed:
+            if w.closed and not w.queue or stream.closed:
                 break
-            if stream.backlog > MAX_BACKLOG:
-                cacher.terminated_watchers += 1
-                break      # slow reader: close rather than buffer without bound
             now = time.monotonic()
             if bookmarks and now >= next_bookmark and now < deadline:
                 stream.write(_event("BOOKMARK", _bookmark(info, w.rev)))

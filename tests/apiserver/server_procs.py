@@ -28,7 +28,9 @@ def _kill_leftovers() -> None:
 
 
 class ServerProc:
-    def __init__(self, data_dir: Path, *, etcd_servers: list[str] | None = None, extra: list[str] | None = None):
+    def __init__(self, data_dir: Path, *, etcd_servers: list[str] | None = None, extra: list[str] | None = None,
+                 preexec_fn: Any = None):
+        self.preexec_fn = preexec_fn     # run in the child before exec (e.g. to lower a limit)
         self.data_dir = Path(data_dir)
         self.etcd_servers = etcd_servers or []
         self.extra = extra or []
@@ -46,7 +48,7 @@ class ServerProc:
             argv += ["--etcd-servers", ",".join(self.etcd_servers)]
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, cwd=str(self.data_dir.parent),
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=self.preexec_fn)
         _live.add(self)
         deadline = time.monotonic() + timeout
         assert self.proc.stdout is not None

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from .. import errors
+from .. import codec, errors
 from ..errors import APIError, Cause
 from ..patch import go_value
 from ..resources import ResourceInfo
@@ -34,6 +34,25 @@ def _patch_decode_error(e: APIError, value: Any, *, strategic: bool) -> APIError
     body = f"Invalid value: {orjson.dumps(shown).decode()}: {detail}"
     return APIError(422, "Invalid", f' "" is invalid: patch: {body}',
                     {"causes": [{"reason": "FieldValueInvalid", "message": body, "field": "patch"}]})
+
+
+def decode_typed(req: Any, def_name: str, kind: str, version: str = "v1") -> dict[str, Any]:
+    """A request body that is not a stored object (DeleteOptions, Scale, Binding, Eviction),
+    decoded and type-checked against its definition the way Go's decoder would: anything
+    but an object of the right field types is a 400 here, so the handlers may index it."""
+    body = codec.decode_body(req.headers.get("content-type", ""), req.body)
+    if not isinstance(body, dict):
+        raise errors.bad_request(f'{kind} in version "{version}" cannot be handled as a {kind}: json: cannot '
+                                 f"unmarshal {_json_type(body)} into Go value of type {_go_struct(def_name)}")
+    findings = validate.check(body, def_name)
+    if findings.type_errors:
+        raise validate.decode_error(kind, version, findings.type_errors[0])
+    return body
+
+
+def _go_struct(def_name: str) -> str:
+    parts = def_name.split(".")
+    return f"{parts[-2]}.{parts[-1]}"
 
 
 def _drop_paths(obj: dict[str, Any], paths: list[str]) -> None:
@@ -143,38 +162,36 @@ class Checks:
         return obj
 
     def _schema_check(self, info: ResourceInfo, obj: dict[str, Any], mode: str,
-                      warnings: list[str], defaults: bool = True) -> None:
-        """Types (400 for built-ins, 422 for custom resources) and unknown fields by
-        fieldValidation: Strict -> 400, Warn -> Warning headers, Ignore -> dropped."""
+                      warnings: list[str], defaults: bool = True,
+                      dups: codec.Duplicates | None = None) -> None:
+        """Types (400 for built-ins, 422 for custom resources), then unknown fields and the
+        body's repeated keys (`dups`) by fieldValidation: Strict -> 400 listing them in
+        document order, Warn -> Warning headers, Ignore -> unknown fields dropped."""
+        unknown: list[str] = []
         if info.crd is not None:
             schema = self._crd_schema(info)
-            if schema is None:
-                return
-            pruned, unknown = schema.prune(obj)
+            if schema is not None:
+                pruned, unknown = schema.prune(obj)
+                if pruned is not obj:
+                    obj.clear()
+                    obj.update(pruned)
+                if defaults:
+                    schema.apply_defaults(obj)
+        elif info.def_name is not None:
+            findings = validate.check(obj, info.def_name)
+            if findings.type_errors:
+                raise validate.decode_error(info.kind, info.version, findings.type_errors[0])
+            unknown = findings.unknown
             if unknown:
-                if mode == "Strict":
-                    raise errors.bad_request("strict decoding error: " + ", ".join(
-                        f'unknown field "{u}"' for u in unknown))
-                if mode == "Warn":
-                    warnings.extend(f'unknown field "{u}"' for u in unknown)
-            if pruned is not obj:
-                obj.clear()
-                obj.update(pruned)
-            if defaults:
-                schema.apply_defaults(obj)
+                _drop_paths(obj, unknown)
+        if mode == "Ignore" or not (unknown or (dups is not None and dups.paths)):
             return
-        if info.def_name is None:
+        texts = dups.merged(unknown) if dups is not None else [f'unknown field "{u}"' for u in unknown]
+        if not texts:
             return
-
-        findings = validate.check(obj, info.def_name)
-        if findings.type_errors:
-            raise validate.decode_error(info.kind, info.version, findings.type_errors[0])
-        if findings.unknown:
-            if mode == "Strict":
-                raise validate.strict_error(findings)
-            if mode == "Warn":
-                warnings.extend(validate.warnings(findings))
-            _drop_paths(obj, findings.unknown)
+        if mode == "Strict":
+            raise errors.bad_request("strict decoding error: " + ", ".join(texts))
+        warnings.extend(texts)
 
     def _crd_schema(self, info: ResourceInfo):
         cache = getattr(info, "_schema", None)

@@ -9,6 +9,7 @@ from ..errors import Cause
 from ..http import Request, Response
 from ..resources import ResourceInfo
 from ..selectors import LabelSelector
+from .checks import decode_typed
 from .common import Route, _dry_run, _json, _json_type, _manager, now_rfc3339
 
 
@@ -65,8 +66,8 @@ class Subresources:
         return _json(200, self._scale_of(route.info, obj))
 
     async def update_scale(self, req: Request, route: Route) -> Response:
-        body = codec.decode_body(req.headers.get("content-type", ""), req.body)
-        if not isinstance(body, dict) or not isinstance(body.get("spec"), dict):
+        body = decode_typed(req, "io.k8s.api.autoscaling.v1.Scale", "Scale")
+        if not isinstance(body.get("spec"), dict):
             raise errors.bad_request("Scale body must be an object with spec")
         replicas = body["spec"].get("replicas", 0)
         if not isinstance(replicas, int) or replicas < 0:
@@ -128,9 +129,7 @@ class Subresources:
         return _json(200, self._scale_of(info, obj))
 
     async def bind(self, req: Request, route: Route) -> Response:
-        body = codec.decode_body(req.headers.get("content-type", ""), req.body)
-        if not isinstance(body, dict):
-            raise errors.bad_request("Binding must be an object")
+        body = decode_typed(req, "io.k8s.api.core.v1.Binding", "Binding")
         target = body.get("target") or {}
         node = target.get("name") if isinstance(target, dict) else None
         if not node:
@@ -159,8 +158,8 @@ class Subresources:
         return _json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
 
     async def evict(self, req: Request, route: Route) -> Response:
-        body = codec.decode_body(req.headers.get("content-type", ""), req.body)
-        opts = (body.get("deleteOptions") or {}) if isinstance(body, dict) else {}
+        body = decode_typed(req, "io.k8s.api.policy.v1.Eviction", "Eviction")
+        opts = body.get("deleteOptions") or {}
         await self.delete_one(route.info, route.namespace, route.name or "", opts)
         return _json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
 

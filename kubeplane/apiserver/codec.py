@@ -25,7 +25,26 @@ _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
     """The safe loader with go-yaml v2's choices for values that JSON has no type for:
-    a timestamp stays the text it was written as, `!!binary` is its decoded text."""
+    a timestamp stays the text it was written as, `!!binary` is its decoded text; map keys
+    are made strings as they are read (as sigs.k8s.io/yaml does), so that `1` and `true`
+    stay two keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[str, Any]:
+        if not isinstance(node, yaml.MappingNode):
+            raise yaml.constructor.ConstructorError(None, None, f"expected a mapping node, but found {node.id}",
+                                                    node.start_mark)
+        self.flatten_mapping(node)
+        mapping: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError("while constructing a mapping", node.start_mark,
+                                                        "found unhashable key", key_node.start_mark) from None
+            value = self.construct_object(value_node, deep=deep)
+            mapping[_yaml_key(key, value)] = value
+        return mapping
 
 
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
@@ -190,31 +209,37 @@ class Duplicates:
     For a patch (`patch()`), upstream reports the patch's repeats first, then the unknown
     fields of the patched object, and a repeat inside an unknown field is still reported."""
 
-    __slots__ = ("paths", "order", "label", "shadow")
+    __slots__ = ("paths", "at", "order", "label", "shadow")
 
-    def __init__(self, paths: list[str], order: dict[str, int], label: str = "duplicate field",
+    def __init__(self, paths: list[str], at: list[int], order: dict[str, int], label: str = "duplicate field",
                  shadow: bool = True):
-        self.paths = paths
-        self.order = order
+        self.paths = paths              # each repeat, in document order
+        self.at = at                    # where each repeat is in the document
+        self.order = order              # where each field path first is
         self.label = label
         self.shadow = shadow
 
     def patch(self, label: str = "duplicate field") -> "Duplicates":
-        return Duplicates(self.paths, {p: i for i, p in enumerate(self.paths)}, label, shadow=False)
+        return Duplicates(self.paths, self.at, self.order, label, shadow=False)
 
     def visible(self, unknown: list[str]) -> list[str]:
         """The duplicates not inside an unknown field (whose value the decoder skips)."""
+        return [p for p, _ in self._visible(unknown)]
+
+    def _visible(self, unknown: list[str]) -> list[tuple[str, int]]:
+        pairs = list(zip(self.paths, self.at))
         if not unknown or not self.shadow:
-            return self.paths
-        return [p for p in self.paths
+            return pairs
+        return [(p, a) for p, a in pairs
                 if not any(p == u or p.startswith(u + ".") or p.startswith(u + "[") for u in unknown)]
 
     def merged(self, unknown: list[str]) -> list[str]:
         """`unknown field` and `duplicate field` texts in document order (Strict's message,
         Warn's warnings)."""
-        order = self.order if self.shadow else {}
-        found = [(order.get(u, 1 << 62), i, f'unknown field "{u}"') for i, u in enumerate(unknown)]
-        found += [(self.order.get(p, 1 << 62), i, f'{self.label} "{p}"') for i, p in enumerate(self.visible(unknown))]
+        if not self.shadow:       # a patch: its repeats, then the patched object's unknown fields
+            return [f'{self.label} "{p}"' for p in self.paths] + [f'unknown field "{u}"' for u in unknown]
+        found = [(self.order.get(u, 1 << 62), i, f'unknown field "{u}"') for i, u in enumerate(unknown)]
+        found += [(a, i, f'{self.label} "{p}"') for i, (p, a) in enumerate(self._visible(unknown))]
         found.sort(key=lambda x: x[:2])
         return [t for _, _, t in found]
 
@@ -251,13 +276,17 @@ def json_duplicates(body: bytes) -> Duplicates | None:
     except (ValueError, RecursionError):
         return None
     paths: list[str] = []
+    at: list[int] = []
     order: dict[str, int] = {}
     stack: list[tuple[str, Any, bool]] = [("", tree, False)]
+    n = 0
     while stack:            # depth-first, children pushed in reverse: pops in document order
         path, v, repeated = stack.pop()
-        order.setdefault(path, len(order))
+        n += 1
+        order.setdefault(path, n)
         if repeated:
             paths.append(path)
+            at.append(n)
         if type(v) is _Pairs:
             seen: set[str] = set()
             kids = []
@@ -267,7 +296,7 @@ def json_duplicates(body: bytes) -> Duplicates | None:
             stack.extend(reversed(kids))
         elif type(v) is list:
             stack.extend(reversed([(f"{path}[{i}]", x, False) for i, x in enumerate(v)]))
-    return Duplicates(paths, order)
+    return Duplicates(paths, at, order)
 
 
 _COPY_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS

@@ -55,25 +55,6 @@ def _go_struct(def_name: str) -> str:
     return f"{parts[-2]}.{parts[-1]}"
 
 
-def _drop_paths(obj: dict[str, Any], paths: list[str]) -> None:
-    """Remove unknown fields (given as "spec.foo" / "spec.containers[0].bar") in place."""
-    import re
-
-    for p in paths:
-        parts = re.findall(r"[^.\[\]]+|\[\d+\]", p)
-        cur: Any = obj
-        for part in parts[:-1]:
-            if part.startswith("["):
-                i = int(part[1:-1])
-                cur = cur[i] if isinstance(cur, list) and i < len(cur) else None
-            else:
-                cur = cur.get(part) if isinstance(cur, dict) else None
-            if cur is None:
-                break
-        if isinstance(cur, dict) and parts and not parts[-1].startswith("["):
-            cur.pop(parts[-1], None)
-
-
 def _immutable_errors(info: ResourceInfo, old: dict[str, Any], new: dict[str, Any]) -> list[Cause]:
     out = []
     if info.plural == "pods" and info.group == "":
@@ -182,8 +163,8 @@ class Checks:
             if findings.type_errors:
                 raise validate.decode_error(info.kind, info.version, findings.type_errors[0])
             unknown = findings.unknown
-            if unknown:
-                _drop_paths(obj, unknown)
+            for parent, key in findings.unknown_at:
+                parent.pop(key, None)
         if mode == "Ignore" or not (unknown or (dups is not None and dups.paths)):
             return
         texts = dups.merged(unknown) if dups is not None else [f'unknown field "{u}"' for u in unknown]

@@ -108,6 +108,21 @@ def test_subresource_bodies_of_the_wrong_type(server, ns):
     assert server.call("GET", f"/api/v1/namespaces/{ns}/pods/p").json["spec"].get("nodeName") is None
 
 
+def test_scale_patch_that_does_not_decode(server, ns):
+    dep = {"metadata": {"name": "d"}, "spec": {"replicas": 1, "selector": {"matchLabels": {"a": "b"}}, "template": {
+        "metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}
+    assert server.call("POST", f"/apis/apps/v1/namespaces/{ns}/deployments", dep).status == 201
+    path = f"/apis/apps/v1/namespaces/{ns}/deployments/d/scale"
+    for body in ({"metadata": "x", "spec": {"replicas": 3}}, {"spec": [1]}, {"metadata": {"resourceVersion": 5}},
+                 {"spec": {"replicas": "3"}}):
+        r = server.call("PATCH", path, body, content_type="application/merge-patch+json")
+        assert r.status == 422 and r.json["reason"] == "Invalid", (body, r)
+    r = server.call("PATCH", path, [{"op": "replace", "path": "/metadata", "value": 1}],
+                    content_type="application/json-patch+json")
+    assert r.status == 422, r
+    assert server.call("GET", f"/apis/apps/v1/namespaces/{ns}/deployments/d").json["spec"]["replicas"] == 1
+
+
 # --- YAML --------------------------------------------------------------------------------
 
 def _yaml_post(server, ns, text: str):
@@ -282,3 +297,27 @@ def test_unknown_fields_with_odd_names_are_dropped_exactly(server, ns):
     assert not ({"", "a.b", "c[0]"} & set(r.json["metadata"])) and "" not in r.json
     r = server.call("POST", f"/api/v1/namespaces/{ns}/configmaps?fieldValidation=Strict", raw=raw.replace(b"odd", b"odd2"))
     assert r.status == 400 and 'unknown field "metadata.a.b"' in r.json["message"], r
+
+
+# --- what a client sent, echoed in a header ----------------------------------------------
+
+def test_unknown_field_names_cannot_break_the_response_head(server, ns):
+    """Unknown field names go back in Warning headers: a newline in one ended the header
+    early (the client then waited for a body that never came)."""
+    import socket
+
+    body = b'{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"w1","a\\r\\nX-Injected: 1":1},"\\u00e9\\u20ac":2}'
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=5) as s:
+        s.sendall(b"POST /api/v1/namespaces/%s/configmaps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (ns.encode(), len(body), body))
+        raw = b""
+        while chunk := s.recv(65536):
+            raw += chunk
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 201 Created", raw
+    assert not any(line.lower().startswith(b"x-injected") for line in lines), head
+    warnings = [line for line in lines if line.startswith(b"Warning: ")]
+    assert warnings == [b'Warning: 299 - "unknown field \\"metadata.a  X-Injected: 1\\""',
+                        b'Warning: 299 - "unknown field \\"' + "é€".encode() + b'\\""'], head
+    assert b'"name":"w1"' in rest

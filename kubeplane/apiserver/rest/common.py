@@ -175,8 +175,15 @@ def _partial(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def _warning_headers(warnings: list[str]) -> list[tuple[str, str]]:
+    """`Warning: 299 - "text"` headers (at most 32). The text may hold what a client sent
+    (unknown field names): it is written as UTF-8, as Go writes it, with control
+    characters as spaces, so that it can never break the response head."""
     out = []
     for w in warnings[:32]:
+        w = _CONTROL.sub(" ", w).encode("utf-8", "replace").decode("latin-1")
         out.append(("Warning", '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"'))
     return out
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 

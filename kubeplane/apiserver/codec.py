@@ -244,6 +244,63 @@ class Duplicates:
         return [t for _, _, t in found]
 
 
+    def strict(self, unknown: list[str]) -> list[str]:
+        """The parts of Strict's `strict decoding error: ...` message."""
+        return self.merged(unknown)
+
+
+class YAMLDuplicates(Duplicates):
+    """Keys repeated within one mapping of a YAML body, as go-yaml reports them: `line 5:
+    key "name" already set in map`, one warning each; Strict's message has them as one
+    `yaml: unmarshal errors:` part, then the unknown fields sorted (upstream finds those
+    in the JSON the YAML became, whose keys are sorted)."""
+
+    def __init__(self, lines: list[str]):
+        super().__init__(lines, list(range(len(lines))), {})
+
+    def merged(self, unknown: list[str]) -> list[str]:
+        return self.paths + [f'unknown field "{u}"' for u in sorted(unknown)]
+
+    def strict(self, unknown: list[str]) -> list[str]:
+        return ["yaml: unmarshal errors:\n  " + "\n  ".join(self.paths)] + \
+            [f'unknown field "{u}"' for u in sorted(unknown)]
+
+
+def yaml_duplicates(body: bytes) -> YAMLDuplicates | None:
+    """The repeated keys of a YAML body's mappings (the loader keeps the last), or None."""
+    try:
+        loader = _Loader(body)
+        try:
+            root = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except (yaml.YAMLError, RecursionError):
+        return None
+    lines: list[str] = []
+    seen_nodes: set[int] = set()
+    stack = [root] if root is not None else []
+    while stack:
+        n = stack.pop()
+        if id(n) in seen_nodes:          # aliases: each node once
+            continue
+        seen_nodes.add(id(n))
+        if isinstance(n, yaml.MappingNode):
+            keys: set[tuple[str, str]] = set()
+            for k, v in n.value:
+                if isinstance(k, yaml.ScalarNode):
+                    if (k.tag, k.value) in keys:
+                        lines.append(f"line {k.start_mark.line + 1}: key {orjson.dumps(k.value).decode()} "
+                                     "already set in map")
+                    keys.add((k.tag, k.value))
+                stack += (k, v)
+        elif isinstance(n, yaml.SequenceNode):
+            stack += n.value
+    if not lines:
+        return None
+    lines.sort(key=lambda t: int(t.split(":", 1)[0][5:]))
+    return YAMLDuplicates(lines)
+
+
 class _Dup(Exception):
     pass
 

@@ -321,3 +321,24 @@ def test_unknown_field_names_cannot_break_the_response_head(server, ns):
     assert warnings == [b'Warning: 299 - "unknown field \\"metadata.a  X-Injected: 1\\""',
                         b'Warning: 299 - "unknown field \\"' + "é€".encode() + b'\\""'], head
     assert b'"name":"w1"' in rest
+
+
+def test_yaml_duplicate_keys(server, ns):
+    text = (b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y5\n  name: y5\n  zz: 1\n  aa: 1\n"
+            b"data:\n  a: x\n  a: y\n")
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    r = server.call("POST", path + "?fieldValidation=Strict", raw=text, content_type="application/yaml")
+    assert r.status == 400, r
+    assert r.json["message"] == ('strict decoding error: yaml: unmarshal errors:\n  line 5: key "name" already set '
+                                 'in map\n  line 10: key "a" already set in map, unknown field "metadata.aa", '
+                                 'unknown field "metadata.zz"')
+    r = server.call("POST", path, raw=text, content_type="application/yaml")
+    assert r.status == 201 and r.json["data"] == {"a": "y"}, r
+    assert [w for w in r.warnings if "already set" in w] == [
+        '299 - "line 5: key \\"name\\" already set in map"', '299 - "line 10: key \\"a\\" already set in map"']
+    apply = f"{path}/y6?fieldManager=t&fieldValidation=Strict"
+    r = server.call("PATCH", apply, raw=text.replace(b"y5", b"y6"), content_type="application/apply-patch+yaml")
+    assert r.status == 400, r
+    assert r.json["message"].startswith("error strict decoding YAML: error converting YAML to JSON: yaml: "
+                                        'unmarshal errors:\n  line 5: key "name" already set in map'), r
+    assert server.call("GET", f"{path}/y6").status == 404

@@ -167,12 +167,10 @@ class Checks:
                 parent.pop(key, None)
         if mode == "Ignore" or not (unknown or (dups is not None and dups.paths)):
             return
-        texts = dups.merged(unknown) if dups is not None else [f'unknown field "{u}"' for u in unknown]
-        if not texts:
-            return
         if mode == "Strict":
-            raise errors.bad_request("strict decoding error: " + ", ".join(texts))
-        warnings.extend(texts)
+            parts = dups.strict(unknown) if dups is not None else [f'unknown field "{u}"' for u in unknown]
+            raise errors.bad_request("strict decoding error: " + ", ".join(parts))
+        warnings.extend(dups.merged(unknown) if dups is not None else [f'unknown field "{u}"' for u in unknown])
 
     def _crd_schema(self, info: ResourceInfo):
         cache = getattr(info, "_schema", None)

@@ -74,14 +74,21 @@ def _field_validation(req: Request) -> str:
 _JSON_BODIES = (codec.JSON, codec.MERGE_PATCH, codec.STRATEGIC_PATCH, codec.JSON_PATCH, "*/*", "application/*")
 
 
+_YAML_BODIES = (codec.YAML, "application/x-yaml", "text/yaml")
+
+
 def _body_duplicates(req: Request, mode: str) -> codec.Duplicates | None:
-    """The repeated keys of a JSON request body, unless fieldValidation=Ignore (upstream's
-    strict decoder reports them as Strict errors or Warn warnings)."""
+    """The repeated keys of a JSON or YAML request body, unless fieldValidation=Ignore
+    (upstream's strict decoder reports them as Strict errors or Warn warnings). Apply
+    patches: see _apply_duplicates."""
     if mode == "Ignore":
         return None
-    if (codec.media_type(req.headers.get("content-type", "")) or codec.JSON) not in _JSON_BODIES:
-        return None
-    return codec.json_duplicates(req.body)
+    mt = codec.media_type(req.headers.get("content-type", "")) or codec.JSON
+    if mt in _JSON_BODIES:
+        return codec.json_duplicates(req.body)
+    if mt in _YAML_BODIES:
+        return codec.yaml_duplicates(req.body)
+    return None
 
 
 def _manager(req: Request, default_op: str) -> str:

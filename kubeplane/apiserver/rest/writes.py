@@ -163,6 +163,13 @@ class Writes:
         dups = _body_duplicates(req, mode)
         if dups is not None:
             dups = dups.patch("json patch duplicate field" if ct == codec.JSON_PATCH else "duplicate field")
+        elif is_apply and mode != "Ignore":
+            ydups = codec.yaml_duplicates(req.body)
+            if ydups is not None:       # upstream checks an apply configuration's YAML on its own
+                if mode == "Strict":
+                    raise errors.bad_request("error strict decoding YAML: error converting YAML to JSON: "
+                                             + ydups.strict([])[0])
+                warnings.extend(ydups.paths)
         schema_node = self._schema_node(info)
         precondition: str | None = None
         if isinstance(patch_body, dict):

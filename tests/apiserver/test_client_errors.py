@@ -6,6 +6,8 @@ import base64
 from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kubeplane.apiserver import codec
 from kubeplane.apiserver.errors import APIError
@@ -342,3 +344,32 @@ def test_yaml_duplicate_keys(server, ns):
     assert r.json["message"].startswith("error strict decoding YAML: error converting YAML to JSON: yaml: "
                                         'unmarshal errors:\n  line 5: key "name" already set in map'), r
     assert server.call("GET", f"{path}/y6").status == 404
+
+
+_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.text(alphabet=':\\"ab{}', max_size=6)),
+                       lambda c: st.one_of(st.lists(c, max_size=3), st.dictionaries(st.text(":ab", max_size=3), c,
+                                                                                    max_size=3)), max_leaves=10)
+
+
+@settings(max_examples=300, derandomize=True, database=None)
+@given(st.dictionaries(st.text(":ab", max_size=3), _values, min_size=1, max_size=4), st.booleans(), st.booleans())
+def test_json_duplicates_quick_test_never_misses_a_repeat(obj, repeat, escape):
+    """The colon-count test may only spare bodies without repeats (any text, escapes too)."""
+    import json
+
+    text = json.dumps(obj, ensure_ascii=escape)
+    if repeat:
+        k = next(iter(obj))
+        text = "{" + json.dumps(k) + ': "first", ' + text[1:]
+    body = text.encode()
+    if escape:      # colons inside strings written escaped ("a:" occurs only inside strings)
+        body = body.replace(b"a:", b"a\\u003a")
+    try:
+        parsed = codec.decode_json(body)
+    except APIError:
+        return
+    slow = codec.json_duplicates(body)
+    quick = codec.json_duplicates(body, parsed)
+    assert (slow is None) == (quick is None), (body, slow and slow.paths)
+    if repeat:
+        assert quick is not None

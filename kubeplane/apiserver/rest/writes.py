@@ -30,9 +30,10 @@ class Writes:
         mode = _field_validation(req)
         manager = _manager(req, "Update")
         obj = codec.decode_body(req.headers.get("content-type", ""), req.body)
+        dups = _body_duplicates(req, mode, obj)
         obj = self._check_kind(info, obj)
         warnings: list[str] = []
-        self._schema_check(info, obj, mode, warnings, dups=_body_duplicates(req, mode))
+        self._schema_check(info, obj, mode, warnings, dups=dups)
         obj = await self.prepare_create(info, route.namespace, obj, manager)
         result = await self.store_create(info, obj, dry)
         return _json(201, result, _warning_headers(warnings))
@@ -115,6 +116,7 @@ class Writes:
         mode = _field_validation(req)
         manager = _manager(req, "Update")
         body = codec.decode_body(req.headers.get("content-type", ""), req.body)
+        dups = _body_duplicates(req, mode, body)
         body = self._check_kind(info, body)
         bmd = body["metadata"]
         if bmd.get("name") and bmd["name"] != route.name:
@@ -124,7 +126,7 @@ class Writes:
             raise errors.bad_request("the namespace of the provided object does not match the namespace sent "
                                      "on the request")
         warnings: list[str] = []
-        self._schema_check(info, body, mode, warnings, dups=_body_duplicates(req, mode))
+        self._schema_check(info, body, mode, warnings, dups=dups)
         precondition = bmd.get("resourceVersion") or ""
         if precondition:
             _parse_rv(precondition, field="metadata.resourceVersion")
@@ -160,7 +162,7 @@ class Writes:
             raise errors.bad_request(f"json: cannot unmarshal {_json_type(patch_body)} into Go value of type "
                                      "map[string]interface {}")
         warnings: list[str] = []
-        dups = _body_duplicates(req, mode)
+        dups = _body_duplicates(req, mode, patch_body)
         if dups is not None:
             dups = dups.patch("json patch duplicate field" if ct == codec.JSON_PATCH else "duplicate field")
         elif is_apply and mode != "Ignore":

@@ -104,6 +104,7 @@ PARAMS: dict[str, st.SearchStrategy[str]] = {
     "includeObject": st.sampled_from(["None", "Metadata", "Object", "x"]),
     "timeout": st.sampled_from(["1s", "500ms", "1m", "x", "-1s", "99999999999h", "0"]),
     "hash": st.sampled_from(["abc", ""]),
+    "ignoreStoreReadErrorWithClusterBreakingPotential": st.sampled_from(["true", "false", "x"]),
 }
 
 # minimal valid objects; anything else gets {"metadata": {"name": ...}}

@@ -373,3 +373,32 @@ def test_json_duplicates_quick_test_never_misses_a_repeat(obj, repeat, escape):
     assert (slow is None) == (quick is None), (body, slow and slow.paths)
     if repeat:
         assert quick is not None
+
+
+# --- a revision the store has passed is not "too large" ----------------------------------
+
+def test_quiet_resource_reads_a_revision_the_store_passed(tmp_path):
+    """A GET/LIST with resourceVersion=N of a resource with no recent events: its cache
+    moves only with progress notifications (here once a minute), so it waited 3 s and
+    answered 504 "Too large resource version" for an N the store had long passed."""
+    import time
+
+    from server_procs import ServerProc
+
+    s = ServerProc(tmp_path / "data", extra=["--watch-progress-notify-interval", "60"]).start()
+    try:
+        time.sleep(1)
+        r = s.call("POST", "/api/v1/namespaces/default/configmaps", _cm("rv-probe"))
+        rv = r.json["metadata"]["resourceVersion"]
+        for path in (f"/api/v1/namespaces/default/resourcequotas?resourceVersion={rv}",
+                     f"/api/v1/namespaces/default/limitranges?resourceVersion={rv}&resourceVersionMatch=NotOlderThan",
+                     f"/apis/apps/v1/namespaces/default/deployments/nope?resourceVersion={rv}"):
+            t0 = time.monotonic()
+            r = s.call("GET", path)
+            assert r.status in (200, 404), (path, r)
+            assert time.monotonic() - t0 < 2.5, path
+        # a revision ahead of the store still times out, as upstream
+        r = s.call("GET", f"/api/v1/namespaces/default/resourcequotas?resourceVersion={int(rv) + 1000}")
+        assert r.status == 504 and r.json["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge", r
+    finally:
+        s.stop()

@@ -243,6 +243,8 @@ class Response:
 def _head(status: int, headers: list[tuple[str, str]]) -> bytearray:
     out = bytearray(b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, "Unknown").encode()))
     for k, v in headers:
+        if "\n" in v or "\r" in v:     # as Go's net/http: a value never ends the header early
+            v = v.replace("\r", " ").replace("\n", " ")
         out += b"%s: %s\r\n" % (k.encode(), v.encode("latin-1", "replace"))
     out += b"Date: %s\r\n" % _Date.get()
     return out

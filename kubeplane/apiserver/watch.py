@@ -31,6 +31,7 @@ from . import codec, errors
 from .cache.cacher import Cacher, TooOld
 from .cache.entry import Entry, Event
 from .http import LONG_ITEMS, Request, long_write, long_write_slot
+from .rest.common import _int_param, rv_error
 from .storage import decode, prefix_of
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 WRITE_BATCH = 256 * 1024     # object bytes taken from a watcher's queue per write
 BOOKMARK_EVERY = 60.0
+_MAX_REV = (1 << 63) - 2      # start_revision = rev + 1 must stay an int64
 
 
 def _event(kind: str, obj: Any) -> bytes:
@@ -63,12 +65,13 @@ async def serve_watch(h: "RESTHandlers", req: Request, route: "Route") -> None:
                 "resourceVersionMatch=NotOlderThan")])
     else:
         send_initial_b = None
+    if rv not in ("", "0") and rv_error(rv) is not None:
+        # upstream's cacher: the versioner's InvalidError, interpreted as 422 on the resource
+        raise errors.invalid(info.group, info.plural, "", [errors.Cause(
+            "FieldValueInvalid", "resourceVersion", (rv_error(rv) or "").split(": ", 1)[1])])
     timeout_s = req.param("timeoutSeconds")
     if timeout_s:
-        try:
-            timeout = float(int(timeout_s))
-        except ValueError:
-            raise errors.bad_request(f'timeoutSeconds: Invalid value: "{timeout_s}"') from None
+        timeout = float(_int_param(req, "timeoutSeconds", 0))
     else:
         timeout = random.uniform(h.min_request_timeout, 2 * h.min_request_timeout)
     filtering = not (lsel.empty and fsel.empty)
@@ -127,10 +130,7 @@ async def serve_watch(h: "RESTHandlers", req: Request, route: "Route") -> None:
             want = int(rv) if rv.isdigit() else 0
             start_rev = max(start_rev, want)
     else:
-        try:
-            start_rev = int(rv)
-        except ValueError:
-            raise errors.bad_request(f'invalid resource version "{rv}"') from None
+        start_rev = min(int(rv), _MAX_REV)     # a uint64 beyond the store's int64 revisions
     if send_initial_b is False:
         initial = []
 
@@ -283,10 +283,7 @@ async def _watch_cache_in(req: Request, info, cacher: Cacher, lo: bytes, hi: byt
         if send_initial is not False:
             initial = [e for e in cacher.entries(lo, hi) if pred is None or pred(e)]
     else:
-        try:
-            after = int(rv)
-        except ValueError:
-            raise errors.bad_request(f'invalid resource version "{rv}"') from None
+        after = min(int(rv), _MAX_REV)
         if after > cacher.rev:
             await cacher.wait_for(after, 3.0)
     if after < cacher.buffer.base and not cacher.prefilled.is_set():

@@ -35,6 +35,7 @@ from .watchers import CacheWatcher
 log = logging.getLogger("kubeplane.apiserver.cache")
 
 PREFILL_REVISIONS = 10_000   # how far back start-up tries to fill the buffer from store history
+PROGRESS_ASK = 0.1           # seconds between progress requests while a read waits for a revision
 
 
 class TooOld(Exception):
@@ -68,6 +69,7 @@ class Cacher:
         self.initializations = 0
         self.init_events = 0
         self._waiters: list[tuple[int, asyncio.Future]] = []
+        self._progress_asked = -1e9         # loop time of the last progress request (wait_for)
         self._task: asyncio.Task | None = None
         self._store_watcher = None
         self._stopping = False
@@ -275,18 +277,41 @@ class Cacher:
 
     # --- consistency ----------------------------------------------------------------------
     async def wait_for(self, rev: int, timeout: float) -> bool:
-        """Until the cache reflects `rev` (True) or `timeout` passes (False)."""
+        """Until the cache reflects `rev` (True) or `timeout` passes (False).
+
+        A cache whose resource is quiet moves only with progress notifications (every few
+        seconds): while waiting, it asks the store watch for one (as upstream's cacher
+        does), at most every PROGRESS_ASK seconds, so that a revision the store has
+        already passed is reached at once and only one ahead of the store times out."""
         if self.rev >= rev:
             return True
-        fut = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         self._waiters.append((rev, fut))
+        deadline = loop.time() + timeout
         try:
-            await asyncio.wait_for(fut, timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
+            while True:
+                await self._ask_progress()
+                left = deadline - loop.time()
+                if left <= 0:
+                    return False
+                try:
+                    await asyncio.wait_for(asyncio.shield(fut), min(left, PROGRESS_ASK))
+                    return True
+                except asyncio.TimeoutError:
+                    continue
         finally:
             self._waiters = [(r, f) for r, f in self._waiters if f is not fut]
+
+    async def _ask_progress(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._store_watcher is None or loop.time() - self._progress_asked < PROGRESS_ASK:
+            return
+        self._progress_asked = loop.time()
+        try:
+            await self._store_watcher.request_progress()
+        except Exception:      # the watch is being replaced: its successor reports progress
+            pass
 
     async def consistent_revision(self) -> int:
         """The store's current revision, after asking the store watch for a progress

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from .. import errors
+from .. import codec, errors
 from ..errors import APIError, Cause
 from ..patch import go_value
 from ..resources import ResourceInfo
@@ -36,23 +36,23 @@ def _patch_decode_error(e: APIError, value: Any, *, strategic: bool) -> APIError
                     {"causes": [{"reason": "FieldValueInvalid", "message": body, "field": "patch"}]})
 
 
-def _drop_paths(obj: dict[str, Any], paths: list[str]) -> None:
-    """Remove unknown fields (given as "spec.foo" / "spec.containers[0].bar") in place."""
-    import re
+def decode_typed(req: Any, def_name: str, kind: str, version: str = "v1") -> dict[str, Any]:
+    """A request body that is not a stored object (DeleteOptions, Scale, Binding, Eviction),
+    decoded and type-checked against its definition the way Go's decoder would: anything
+    but an object of the right field types is a 400 here, so the handlers may index it."""
+    body = codec.decode_body(req.headers.get("content-type", ""), req.body)
+    if not isinstance(body, dict):
+        raise errors.bad_request(f'{kind} in version "{version}" cannot be handled as a {kind}: json: cannot '
+                                 f"unmarshal {_json_type(body)} into Go value of type {_go_struct(def_name)}")
+    findings = validate.check(body, def_name)
+    if findings.type_errors:
+        raise validate.decode_error(kind, version, findings.type_errors[0])
+    return body
 
-    for p in paths:
-        parts = re.findall(r"[^.\[\]]+|\[\d+\]", p)
-        cur: Any = obj
-        for part in parts[:-1]:
-            if part.startswith("["):
-                i = int(part[1:-1])
-                cur = cur[i] if isinstance(cur, list) and i < len(cur) else None
-            else:
-                cur = cur.get(part) if isinstance(cur, dict) else None
-            if cur is None:
-                break
-        if isinstance(cur, dict) and parts and not parts[-1].startswith("["):
-            cur.pop(parts[-1], None)
+
+def _go_struct(def_name: str) -> str:
+    parts = def_name.split(".")
+    return f"{parts[-2]}.{parts[-1]}"
 
 
 def _immutable_errors(info: ResourceInfo, old: dict[str, Any], new: dict[str, Any]) -> list[Cause]:
@@ -146,38 +146,34 @@ class Checks:
         return obj
 
     def _schema_check(self, info: ResourceInfo, obj: dict[str, Any], mode: str,
-                      warnings: list[str], defaults: bool = True) -> None:
-        """Types (400 for built-ins, 422 for custom resources) and unknown fields by
-        fieldValidation: Strict -> 400, Warn -> Warning headers, Ignore -> dropped."""
+                      warnings: list[str], defaults: bool = True,
+                      dups: codec.Duplicates | None = None) -> None:
+        """Types (400 for built-ins, 422 for custom resources), then unknown fields and the
+        body's repeated keys (`dups`) by fieldValidation: Strict -> 400 listing them in
+        document order, Warn -> Warning headers, Ignore -> unknown fields dropped."""
+        unknown: list[str] = []
         if info.crd is not None:
             schema = self._crd_schema(info)
-            if schema is None:
-                return
-            pruned, unknown = schema.prune(obj)
-            if unknown:
-                if mode == "Strict":
-                    raise errors.bad_request("strict decoding error: " + ", ".join(
-                        f'unknown field "{u}"' for u in unknown))
-                if mode == "Warn":
-                    warnings.extend(f'unknown field "{u}"' for u in unknown)
-            if pruned is not obj:
-                obj.clear()
-                obj.update(pruned)
-            if defaults:
-                schema.apply_defaults(obj)
+            if schema is not None:
+                pruned, unknown = schema.prune(obj)
+                if pruned is not obj:
+                    obj.clear()
+                    obj.update(pruned)
+                if defaults:
+                    schema.apply_defaults(obj)
+        elif info.def_name is not None:
+            findings = validate.check(obj, info.def_name)
+            if findings.type_errors:
+                raise validate.decode_error(info.kind, info.version, findings.type_errors[0])
+            unknown = findings.unknown
+            for parent, key in findings.unknown_at:
+                parent.pop(key, None)
+        if mode == "Ignore" or not (unknown or (dups is not None and dups.paths)):
             return
-        if info.def_name is None:
-            return
-
-        findings = validate.check(obj, info.def_name)
-        if findings.type_errors:
-            raise validate.decode_error(info.kind, info.version, findings.type_errors[0])
-        if findings.unknown:
-            if mode == "Strict":
-                raise validate.strict_error(findings)
-            if mode == "Warn":
-                warnings.extend(validate.warnings(findings))
-            _drop_paths(obj, findings.unknown)
+        if mode == "Strict":
+            parts = dups.strict(unknown) if dups is not None else [f'unknown field "{u}"' for u in unknown]
+            raise errors.bad_request("strict decoding error: " + ", ".join(parts))
+        warnings.extend(dups.merged(unknown) if dups is not None else [f'unknown field "{u}"' for u in unknown])
 
     def _crd_schema(self, info: ResourceInfo):
         cache = getattr(info, "_schema", None)

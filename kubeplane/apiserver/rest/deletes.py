@@ -11,7 +11,11 @@ from ..http import Request, Response
 from ..resources import ResourceInfo
 from ..selectors import FieldSelector, LabelSelector, field_set
 from ..storage import decode, key_of
+from .checks import decode_typed
 from .common import Route, _RETURNS_DELETED, _dry_run, _int_param, _json, log, now_rfc3339
+
+
+_DELETE_OPTIONS = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"
 
 
 class Deletes:
@@ -20,10 +24,7 @@ class Deletes:
     def _delete_options(self, req: Request) -> dict[str, Any]:
         opts: dict[str, Any] = {}
         if req.body.strip():
-            body = codec.decode_body(req.headers.get("content-type", ""), req.body)
-            if not isinstance(body, dict):
-                raise errors.bad_request("DeleteOptions must be an object")
-            opts = body
+            opts = decode_typed(req, _DELETE_OPTIONS, "DeleteOptions")
         for name in ("gracePeriodSeconds",):
             v = req.param(name)
             if v is not None:

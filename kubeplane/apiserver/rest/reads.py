@@ -18,7 +18,7 @@ from ..cache.cacher import Cacher, TooOld
 from ..cache.entry import Entry
 from ..storage import decode, key_of, prefix_of, rv_cut, rv_parts
 from ..tables import make_table
-from .common import Route, _int_param, _json, _parse_rv, _partial
+from .common import Route, _int_param, _json, _json_type, _parse_rv, _partial
 
 
 def _kv_parts(kv: KeyValue) -> tuple[bytes | memoryview, ...]:
@@ -81,25 +81,65 @@ def _continue_expired(start: bytes, prefix: bytes) -> APIError:
         "up in the list.", token)
 
 
-def _decode_continue(token: str, prefix: bytes) -> tuple[int, bytes]:
-    import base64
-    import binascii
+_B64URL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
+
+def _raw_url_b64(token: str) -> bytes:
+    """Go's base64.RawURLEncoding.DecodeString: URL alphabet, no padding; ValueError with
+    Go's text for anything else."""
+    import base64
+
+    raw = token.encode("utf-8", "surrogatepass")
+    for i, c in enumerate(raw):
+        if c not in _B64URL:
+            raise ValueError(f"illegal base64 data at input byte {i}")
+    if len(raw) % 4 == 1:
+        raise ValueError(f"illegal base64 data at input byte {len(raw) - 1}")
+    return base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
+
+
+def _decode_continue(token: str, prefix: bytes) -> tuple[int, bytes]:
+    """Upstream's storage.DecodeContinue: {"v": "meta.k8s.io/v1", "rv": N, "start": key};
+    every malformed token is a 400 `invalid continue token: ...` with upstream's reason."""
+    def bad(why: str) -> APIError:
+        return errors.bad_request(f"invalid continue token: {why}")
+
+    generic = "continue key is not valid"
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = orjson.loads(raw)
-        if data.get("v") != "meta.k8s.io/v1":
-            raise ValueError
-        rev = int(data["rv"])
-        start = data["start"]
-        if not isinstance(start, str) or ".." in start.split("/") or start.startswith("/"):
-            raise ValueError
-    except (binascii.Error, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
-        raise errors.bad_request("continue key is not valid: incorrect encoded start resourceVersion "
-                                 "(version meta.k8s.io/v1)") from None
-    if rev <= 0:
-        rev = 0
-    return rev, prefix + start.encode()
+        data = orjson.loads(_raw_url_b64(token))
+    except orjson.JSONDecodeError as e:
+        raise bad(f"{generic}: {codec.go_json_syntax_error(e)}") from None
+    except ValueError as e:
+        raise bad(f"{generic}: {e}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise bad(f"{generic}: json: cannot unmarshal {_json_type(data)} into Go value of type storage.continueToken")
+    fields = {"v": "string", "rv": "int64", "start": "string"}
+    for k, gotype in fields.items():
+        v = data.get(k)
+        ok = v is None or (isinstance(v, str) if gotype == "string"
+                           else type(v) is int and -(1 << 63) <= v < (1 << 63))
+        if not ok:
+            shown = _json_type(v) if not isinstance(v, (int, float)) or isinstance(v, bool) else f"number {v}"
+            raise bad(f"{generic}: json: cannot unmarshal {shown} into Go struct field continueToken.{k} "
+                      f"of type {gotype}")
+    version = data.get("v") or ""
+    if version != "meta.k8s.io/v1":
+        raise bad(f'{generic}: server does not recognize this encoded version {orjson.dumps(version).decode()}')
+    rev = data.get("rv") or 0
+    start = data.get("start") or ""
+    if rev == 0:
+        raise bad(f"{generic}: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+    if not start:
+        raise bad(f"{generic}: encoded start key empty (version meta.k8s.io/v1)")
+    if ".." in start.split("/") or start.startswith("/") or "//" in start or "\x00" in start[:-1]:
+        raise bad(f"{generic}: {start}")
+    try:
+        key = start.encode()
+    except UnicodeEncodeError:
+        raise bad(f"{generic}: {start!r}") from None
+    return max(rev, 0), prefix + key
 
 
 _ITEM_HEAD = b'{"metadata":{'

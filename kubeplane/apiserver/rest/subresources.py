@@ -9,7 +9,11 @@ from ..errors import Cause
 from ..http import Request, Response
 from ..resources import ResourceInfo
 from ..selectors import LabelSelector
+from ..schema import validate
+from .checks import _patch_decode_error, decode_typed
 from .common import Route, _dry_run, _json, _json_type, _manager, now_rfc3339
+
+_SCALE = "io.k8s.api.autoscaling.v1.Scale"
 
 
 def _get_path(obj: dict[str, Any], path: str) -> Any:
@@ -65,8 +69,8 @@ class Subresources:
         return _json(200, self._scale_of(route.info, obj))
 
     async def update_scale(self, req: Request, route: Route) -> Response:
-        body = codec.decode_body(req.headers.get("content-type", ""), req.body)
-        if not isinstance(body, dict) or not isinstance(body.get("spec"), dict):
+        body = decode_typed(req, _SCALE, "Scale")
+        if not isinstance(body.get("spec"), dict):
             raise errors.bad_request("Scale body must be an object with spec")
         replicas = body["spec"].get("replicas", 0)
         if not isinstance(replicas, int) or replicas < 0:
@@ -98,7 +102,13 @@ class Subresources:
                 new = patchmod.json_patch(scale, patch_body)
             else:  # merge and strategic patches are the same on a Scale (no lists)
                 new = patchmod.json_merge_patch(scale, patch_body)
-            replicas = ((new or {}).get("spec") or {}).get("replicas", 0) if isinstance(new, dict) else None
+            if not isinstance(new, dict):
+                raise errors.bad_request("the patch produced a value that is not an object")
+            findings = validate.check(new, _SCALE)
+            if findings.type_errors:    # the patched Scale must decode, as upstream's would
+                raise _patch_decode_error(validate.decode_error("Scale", "v1", findings.type_errors[0]), new,
+                                          strategic=False)
+            replicas = (new.get("spec") or {}).get("replicas", 0)
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
                 raise errors.invalid("autoscaling", "Scale", route.name or "", [Cause(
                     "FieldValueInvalid", "spec.replicas",
@@ -128,9 +138,7 @@ class Subresources:
         return _json(200, self._scale_of(info, obj))
 
     async def bind(self, req: Request, route: Route) -> Response:
-        body = codec.decode_body(req.headers.get("content-type", ""), req.body)
-        if not isinstance(body, dict):
-            raise errors.bad_request("Binding must be an object")
+        body = decode_typed(req, "io.k8s.api.core.v1.Binding", "Binding")
         target = body.get("target") or {}
         node = target.get("name") if isinstance(target, dict) else None
         if not node:
@@ -159,8 +167,8 @@ class Subresources:
         return _json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
 
     async def evict(self, req: Request, route: Route) -> Response:
-        body = codec.decode_body(req.headers.get("content-type", ""), req.body)
-        opts = (body.get("deleteOptions") or {}) if isinstance(body, dict) else {}
+        body = decode_typed(req, "io.k8s.api.policy.v1.Eviction", "Eviction")
+        opts = body.get("deleteOptions") or {}
         await self.delete_one(route.info, route.namespace, route.name or "", opts)
         return _json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
 

@@ -16,7 +16,7 @@ from ..schema.crd import crd_defaults
 from ..storage import decode, key_of
 from .checks import _patch_decode_error, _same
 from .common import (
-    Route, _SERVER_MANAGED, _bool_param, _dry_run, _field_validation, _json, _json_type, _manager,
+    Route, _SERVER_MANAGED, _body_duplicates, _bool_param, _dry_run, _field_validation, _json, _json_type, _manager,
     _parse_rv, _random_suffix, _warning_headers, now_rfc3339,
 )
 
@@ -43,9 +43,10 @@ class Writes:
         mode = _field_validation(req)
         manager = _manager(req, "Update")
         obj = codec.decode_body(req.headers.get("content-type", ""), req.body)
+        dups = _body_duplicates(req, mode, obj)
         obj = self._check_kind(info, obj)
         warnings: list[str] = []
-        self._schema_check(info, obj, mode, warnings)
+        self._schema_check(info, obj, mode, warnings, dups=dups)
         named = bool(obj["metadata"].get("name"))
         obj = await self.prepare_create(info, route.namespace, obj, manager)
         result = await self.store_create(info, obj, dry, generated=not named)
@@ -139,6 +140,7 @@ class Writes:
         mode = _field_validation(req)
         manager = _manager(req, "Update")
         body = codec.decode_body(req.headers.get("content-type", ""), req.body)
+        dups = _body_duplicates(req, mode, body)
         body = self._check_kind(info, body)
         bmd = body["metadata"]
         if bmd.get("name") and bmd["name"] != route.name:
@@ -148,7 +150,7 @@ class Writes:
             raise errors.bad_request("the namespace of the provided object does not match the namespace sent "
                                      "on the request")
         warnings: list[str] = []
-        self._schema_check(info, body, mode, warnings)
+        self._schema_check(info, body, mode, warnings, dups=dups)
         precondition = bmd.get("resourceVersion") or ""
         if precondition:
             _parse_rv(precondition, field="metadata.resourceVersion")
@@ -184,6 +186,16 @@ class Writes:
             raise errors.bad_request(f"json: cannot unmarshal {_json_type(patch_body)} into Go value of type "
                                      "map[string]interface {}")
         warnings: list[str] = []
+        dups = _body_duplicates(req, mode, patch_body)
+        if dups is not None:
+            dups = dups.patch("json patch duplicate field" if ct == codec.JSON_PATCH else "duplicate field")
+        elif is_apply and mode != "Ignore":
+            ydups = codec.yaml_duplicates(req.body)
+            if ydups is not None:       # upstream checks an apply configuration's YAML on its own
+                if mode == "Strict":
+                    raise errors.bad_request("error strict decoding YAML: error converting YAML to JSON: "
+                                             + ydups.strict([])[0])
+                warnings.extend(ydups.paths)
         schema_node = self._schema_node(info)
         precondition: str | None = None
         if isinstance(patch_body, dict):
@@ -219,7 +231,7 @@ class Writes:
                 raise errors.bad_request("the patch produced a value that is not an object")
             new = self._check_kind(info, new)
             try:
-                self._schema_check(info, new, mode, warnings)
+                self._schema_check(info, new, mode, warnings, dups=dups)
             except APIError as e:
                 raise _patch_decode_error(e, patch_body if ct == codec.STRATEGIC_PATCH else new,
                                           strategic=ct == codec.STRATEGIC_PATCH) from None

@@ -36,14 +36,18 @@ Checker = Callable[[Any, str, int, "Findings"], None]
 
 class Findings:
     """What `check` found. type_errors: (strict path, Go error text); unknown: strict paths of
-    undeclared fields in document order; duplicates: always empty (the parser already merged
+    undeclared fields in document order (unknown_at: where each is);
+    duplicates: always empty (the parser already merged
     duplicate keys, so they cannot be seen here)."""
 
-    __slots__ = ("type_errors", "unknown", "duplicates", "_struct")
+    __slots__ = ("type_errors", "unknown", "unknown_at", "duplicates", "_struct")
 
     def __init__(self) -> None:
         self.type_errors: list[tuple[str, str]] = []
         self.unknown: list[str] = []
+        # (the object, the key) of each unknown field: a path string is ambiguous once a key
+        # holds "." or "[" or is empty, so dropping them goes by these
+        self.unknown_at: list[tuple[dict, str]] = []
         self.duplicates: list[str] = []
         self._struct = ""  # the Go struct being decoded (for messages)
 
@@ -457,6 +461,7 @@ def _compile_object(schema: dict[str, Any], name: str, props_out: dict | None) -
                 e = table.get(k)
                 if e is None:
                     f.unknown.append(f"{strict_path(path)}.{k}" if path else k)
+                    f.unknown_at.append((v, k))
                     if type(x) is dict or type(x) is list:
                         _check_opaque_depth(x, d1)
                     continue

@@ -86,8 +86,8 @@ async def _app_get_us(apf: bool, metrics: bool, tokens: Path, n: int) -> float:
 
     import orjson
 
-    from kubeplane.apiserver.http import Request
-    from kubeplane.apiserver.server import APIServer, ServerConfig
+    from kubeplane.apiserver.transport.http import Request
+    from kubeplane.apiserver.server.apiserver import APIServer, ServerConfig
     from kubeplane.store.mvcc import EmbeddedStore
 
     with tempfile.TemporaryDirectory(prefix="kp-apf-app-") as tmp:

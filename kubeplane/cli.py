@@ -186,7 +186,7 @@ def _add_apiserver_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _duration(text: str, flag: str) -> float:
-    from .apiserver.filters import parse_go_duration
+    from .apiserver.server.filters import parse_go_duration
 
     try:
         return parse_go_duration(text) if not text.isdigit() else float(text)
@@ -195,7 +195,7 @@ def _duration(text: str, flag: str) -> float:
 
 
 def _apiserver_serve(args: argparse.Namespace) -> int:
-    from .apiserver.server import ServerConfig, serve_forever
+    from .apiserver.server.apiserver import ServerConfig, serve_forever
 
     _private_files()
     _check_retention("serve", args)

@@ -48,7 +48,7 @@ def lines(buf: io.StringIO) -> list[str]:
 
 
 def record(msg: str, level: int = logging.INFO, args=None, **kv_: object) -> logging.LogRecord:
-    r = logging.LogRecord("kubeplane.apiserver", level, "/src/kubeplane/apiserver/app.py", 42, msg, args, None)
+    r = logging.LogRecord("kubeplane.apiserver", level, "/src/kubeplane/apiserver/server/app.py", 42, msg, args, None)
     r.created = 1700000000.123456
     r.process = 12345
     if kv_:

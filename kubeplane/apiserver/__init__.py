@@ -1,13 +1,13 @@
-"""The Kubernetes REST API server: HTTP in, REST handlers, registry, storage interface out.
+"""The Kubernetes REST API server, one sub-package per room (bottom up; each imports only
+the rooms below it, `tests/test_layout.py` checks):
 
-Request path (one module per room):
-  http.py       raw asyncio + httptools server (HTTPS or plain HTTP), chunked streams
-  app.py        authentication, routing, error -> Status
-  discovery.py  /version, /api, /apis (legacy and aggregated), per group-version lists
-  handlers.py   the REST verbs on one resource
-  registry.py   which resources exist (built-in table + CRDs), per-resource strategy
-  storage.py    objects in the store: keys, resourceVersion, optimistic concurrency
-  schema/       kubernetes-validate schemas: validation, defaults, OpenAPI documents
-  patch.py, fieldmanager.py   patches and server-side apply
-  selectors.py, tables.py     label/field selectors and Table output
+  transport/    HTTP/1.1 on asyncio + httptools, TLS and certificates
+  machinery/    the Status error type, codecs, JSONPath
+  flowcontrol/  API Priority and Fairness
+  registry/     which resources exist, their strategies, storage, patches, apply, selectors, schemas
+  cache/        the watch cache
+  endpoints/    the REST verbs on one resource, watch, tables, discovery
+  server/       request info, authentication, flow control, routing, health, metrics, assembly
+
+The entry point is `server.apiserver` (`ServerConfig`, `serve_forever`).
 """

@@ -720,7 +720,7 @@ _SAMPLES = {
 
 @pytest.mark.parametrize("group,plural", sorted(_SAMPLES), ids=lambda x: x or "core")
 def test_every_builtin_resource_round_trips(server, ns, group, plural):
-    from kubeplane.apiserver.resources import BUILTIN
+    from kubeplane.apiserver.registry.resources import BUILTIN
 
     info = next(r for r in BUILTIN if r.group == group and r.plural == plural)
     base = "/api/v1" if not group else f"/apis/{group}/{info.version}"

@@ -16,8 +16,8 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from kubeplane.apiserver import certs
-from kubeplane.apiserver.certs import Pki, cert_sans, ensure_pki, write_kubeconfig
+from kubeplane.apiserver.transport import certs
+from kubeplane.apiserver.transport.certs import Pki, cert_sans, ensure_pki, write_kubeconfig
 
 
 def _cert(path: str) -> x509.Certificate:

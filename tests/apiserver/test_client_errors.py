@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kubeplane.apiserver import codec
-from kubeplane.apiserver.errors import APIError
+from kubeplane.apiserver.machinery import codec
+from kubeplane.apiserver.machinery.errors import APIError
 
 
 def _b64(raw: bytes, pad: bool = False) -> str:

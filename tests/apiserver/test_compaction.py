@@ -8,7 +8,7 @@ import aiohttp
 import orjson
 import pytest
 
-from kubeplane.apiserver.server import APIServer, ServerConfig
+from kubeplane.apiserver.server.apiserver import APIServer, ServerConfig
 from kubeplane.store.mvcc import EmbeddedStore
 
 

@@ -1,4 +1,4 @@
-"""CRDs (kubeplane.apiserver.schema.crd): CRD checks and defaults, and custom resources'
+"""CRDs (kubeplane.apiserver.registry.schema.crd): CRD checks and defaults, and custom resources'
 validation, defaulting and pruning, with upstream's messages (field.Error bodies over
 kube-openapi's texts, e.g. `Invalid value: "string": spec.replicas in body must be of type
 integer: "string"`)."""
@@ -8,8 +8,8 @@ import copy
 
 import pytest
 
-from kubeplane.apiserver.errors import invalid
-from kubeplane.apiserver.schema.crd import CRDSchema, crd_defaults, validate_crd
+from kubeplane.apiserver.machinery.errors import invalid
+from kubeplane.apiserver.registry.schema.crd import CRDSchema, crd_defaults, validate_crd
 
 SCHEMA = {
     "type": "object",

@@ -12,9 +12,9 @@ import threading
 import orjson
 import pytest
 
-from kubeplane.apiserver import discovery as d
-from kubeplane.apiserver.errors import APIError
-from kubeplane.apiserver.resources import BUILTIN, ResourceInfo
+from kubeplane.apiserver.endpoints import discovery as d
+from kubeplane.apiserver.machinery.errors import APIError
+from kubeplane.apiserver.registry.resources import BUILTIN, ResourceInfo
 
 ALL8 = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
@@ -322,7 +322,7 @@ def discovery_server(tmp_path):
     documents, over the PKI and kubeconfig from certs.py; it records (path, Accept)."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from kubeplane.apiserver import certs
+    from kubeplane.apiserver.transport import certs
 
     pki = certs.ensure_pki(str(tmp_path / "pki"), [])
     seen: list[tuple[str, str, int]] = []

@@ -10,10 +10,15 @@ import copy
 
 import pytest
 
-from kubeplane.apiserver.errors import APIError
-from kubeplane.apiserver.fieldmanager import (apply, fields_to_set, path_string, set_to_fields,
-                                              update_managed_fields)
-from kubeplane.apiserver.schema.defs import SchemaNode
+from kubeplane.apiserver.machinery.errors import APIError
+from kubeplane.apiserver.registry.fieldmanager import (
+    apply,
+    fields_to_set,
+    path_string,
+    set_to_fields,
+    update_managed_fields,
+)
+from kubeplane.apiserver.registry.schema.defs import SchemaNode
 
 DEPLOYMENT = SchemaNode.for_definition("io.k8s.api.apps.v1.Deployment")
 POD = SchemaNode.for_definition("io.k8s.api.core.v1.Pod")

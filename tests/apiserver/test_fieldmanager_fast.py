@@ -13,8 +13,8 @@ import random
 
 import pytest
 
-from kubeplane.apiserver import fieldmanager as fm
-from kubeplane.apiserver.schema.defs import SchemaNode
+from kubeplane.apiserver.registry import fieldmanager as fm
+from kubeplane.apiserver.registry.schema.defs import SchemaNode
 
 POD = SchemaNode.for_definition("io.k8s.api.core.v1.Pod")
 SERVICE = SchemaNode.for_definition("io.k8s.api.core.v1.Service")

@@ -7,7 +7,7 @@ import logging
 import orjson
 import pytest
 
-from kubeplane.apiserver.health import TEXT, HealthChecks, LogCheck
+from kubeplane.apiserver.server.health import TEXT, HealthChecks, LogCheck
 from kubeplane.logs import V
 
 
@@ -259,7 +259,7 @@ async def test_cancelled_request_cancels_its_checks():
 
 
 async def test_all_set_informer_sync():
-    from kubeplane.apiserver.health import all_set
+    from kubeplane.apiserver.server.health import all_set
 
     events = {"pods": asyncio.Event(), "nodes": asyncio.Event(), "leases": asyncio.Event()}
     h = make()

@@ -1,4 +1,4 @@
-"""OpenAPI documents (kubeplane.apiserver.schema.openapi).
+"""OpenAPI documents (kubeplane.apiserver.registry.schema.openapi).
 
 The key client expectation is kubectl's field-validation probe (cli-runtime
 query_param_verifier_v3.go / query_param_verifier.go): in the group-version document, the
@@ -12,10 +12,16 @@ import time
 import orjson
 import pytest
 
-from kubeplane.apiserver.resources import BUILTIN, ResourceInfo
-from kubeplane.apiserver.schema.openapi import (
-    OpenAPICache, crd_def_name, etag, gv_path, openapi_v2, openapi_v3_group_version,
-    openapi_v3_index)
+from kubeplane.apiserver.registry.resources import BUILTIN, ResourceInfo
+from kubeplane.apiserver.registry.schema.openapi import (
+    OpenAPICache,
+    crd_def_name,
+    etag,
+    gv_path,
+    openapi_v2,
+    openapi_v3_group_version,
+    openapi_v3_index,
+)
 
 CRD = {"metadata": {"name": "crontabs.stable.example.com"},
        "spec": {"group": "stable.example.com", "scope": "Namespaced",

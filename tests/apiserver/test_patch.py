@@ -10,9 +10,9 @@ import copy
 
 import pytest
 
-from kubeplane.apiserver.errors import APIError
-from kubeplane.apiserver.patch import json_merge_patch, json_patch, strategic_merge_patch
-from kubeplane.apiserver.schema.defs import SchemaNode
+from kubeplane.apiserver.machinery.errors import APIError
+from kubeplane.apiserver.registry.patch import json_merge_patch, json_patch, strategic_merge_patch
+from kubeplane.apiserver.registry.schema.defs import SchemaNode
 
 DEPLOYMENT = SchemaNode.for_definition("io.k8s.api.apps.v1.Deployment")
 SERVICE = SchemaNode.for_definition("io.k8s.api.core.v1.Service")

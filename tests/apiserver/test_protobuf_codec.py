@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kubeplane.apiserver.machinery import protobuf as pb
-from kubeplane.apiserver.schema.defs import definitions
+from kubeplane.apiserver.registry.schema.defs import definitions
 
 GOLDEN = os.environ.get("KUBEPLANE_GOLDEN",
                         os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "upstream-golden"))

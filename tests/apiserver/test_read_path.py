@@ -556,7 +556,7 @@ def test_pod_watch_by_node_name(server, ns):
 async def inproc(tmp_path):
     import aiohttp
 
-    from kubeplane.apiserver.server import APIServer, ServerConfig
+    from kubeplane.apiserver.server.apiserver import APIServer, ServerConfig
     from kubeplane.store.mvcc import EmbeddedStore
 
     store = EmbeddedStore(tmp_path / "store")

@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import pytest
 
-from kubeplane.apiserver import jsonpath
-from kubeplane.apiserver.errors import APIError
-from kubeplane.apiserver.resources import BUILTIN, ResourceInfo
-from kubeplane.apiserver.selectors import (FieldSelector, LabelSelector, allowed_fields, field_set,
-                                           parse_selectors)
+from kubeplane.apiserver.machinery import jsonpath
+from kubeplane.apiserver.machinery.errors import APIError
+from kubeplane.apiserver.registry.resources import BUILTIN, ResourceInfo
+from kubeplane.apiserver.registry.selectors import (
+    FieldSelector,
+    LabelSelector,
+    allowed_fields,
+    field_set,
+    parse_selectors,
+)
 
 R = {(r.group, r.plural): r for r in BUILTIN}
 PODS = R[("", "pods")]

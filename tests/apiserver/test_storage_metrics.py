@@ -8,9 +8,15 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from kubeplane.apiserver import errors
-from kubeplane.apiserver.resources import BUILTIN
-from kubeplane.apiserver.storage import REQUEST_BUCKETS, ObjectStore, key_of, labels_of_key, prefix_of
+from kubeplane.apiserver.machinery import errors
+from kubeplane.apiserver.registry.resources import BUILTIN
+from kubeplane.apiserver.registry.storage import (
+    REQUEST_BUCKETS,
+    ObjectStore,
+    key_of,
+    labels_of_key,
+    prefix_of,
+)
 from kubeplane.store.mvcc import EmbeddedStore
 
 PODS = next(i for i in BUILTIN if i.plural == "pods")

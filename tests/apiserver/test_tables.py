@@ -7,10 +7,16 @@ import time
 
 import pytest
 
-from kubeplane.apiserver.errors import APIError
-from kubeplane.apiserver.resources import BUILTIN, ResourceInfo
-from kubeplane.apiserver.tables import (human_duration, make_table, table_columns, table_for_object,
-                                        table_for_watch_event, table_row)
+from kubeplane.apiserver.machinery.errors import APIError
+from kubeplane.apiserver.registry.resources import BUILTIN, ResourceInfo
+from kubeplane.apiserver.endpoints.tables import (
+    human_duration,
+    make_table,
+    table_columns,
+    table_for_object,
+    table_for_watch_event,
+    table_row,
+)
 
 R = {(r.group, r.plural): r for r in BUILTIN}
 PODS, DEPLOYS, SERVICES = R[("", "pods")], R[("apps", "deployments")], R[("", "services")]

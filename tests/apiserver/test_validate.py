@@ -1,4 +1,4 @@
-"""Decode-time checks of built-in objects (kubeplane.apiserver.schema.validate).
+"""Decode-time checks of built-in objects (kubeplane.apiserver.registry.schema.validate).
 
 Expected texts are upstream's: Go encoding/json UnmarshalTypeError messages with the error
 context kube-apiserver's decoder adds, apimachinery's Quantity errors, time.Parse errors,
@@ -11,10 +11,20 @@ import time
 
 import pytest
 
-from kubeplane.apiserver.errors import APIError
-from kubeplane.apiserver.schema.validate import (
-    MAX_DEPTH, QUANTITY_FORMAT_ERR, QUANTITY_SUFFIX_ERR, base64_error, check, check_depth,
-    decode_error, quantity_error, strict_error, time_error, warnings)
+from kubeplane.apiserver.machinery.errors import APIError
+from kubeplane.apiserver.registry.schema.validate import (
+    MAX_DEPTH,
+    QUANTITY_FORMAT_ERR,
+    QUANTITY_SUFFIX_ERR,
+    base64_error,
+    check,
+    check_depth,
+    decode_error,
+    quantity_error,
+    strict_error,
+    time_error,
+    warnings,
+)
 
 POD_DEF = "io.k8s.api.core.v1.Pod"
 
@@ -213,7 +223,7 @@ def test_depth_guard_never_recursion_error(where):
 
 
 def test_every_builtin_definition_compiles():
-    from kubeplane.apiserver.resources import BUILTIN
+    from kubeplane.apiserver.registry.resources import BUILTIN
     for r in BUILTIN:
         assert not check({"metadata": {"name": "x"}}, r.def_name), r.kind
 

@@ -27,7 +27,7 @@ from sortedcontainers import SortedList
 from ...store import errors as store_errors
 from ...store.interface import Store
 from ...store.types import EventType, prefix_end
-from ..resources import ResourceInfo
+from ..registry.resources import ResourceInfo
 from .buffer import EventBuffer
 from .entry import ADDED, DELETED, MODIFIED, Entry, Event, deleted_entry, make_entry
 from .watchers import CacheWatcher

@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 
 from ...store.types import KeyValue
-from ..resources import ResourceInfo
-from ..selectors import field_set
-from ..storage import rv_cut, rv_parts
+from ..registry.resources import ResourceInfo
+from ..registry.selectors import field_set
+from ..registry.storage import rv_cut, rv_parts
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from ...store.interface import Store
-from ..resources import ResourceInfo
+from ..registry.resources import ResourceInfo
 from .cacher import Cacher
 
 

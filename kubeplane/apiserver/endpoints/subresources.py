@@ -81,9 +81,9 @@ class Subresources:
         return await self._set_replicas(req, route, replicas, pre)
 
     async def patch_scale(self, req: Request, route: Route) -> Response:
-        _accept(req, route.info)
         """PATCH .../scale: the patch applies to the Scale view of the object (as upstream's
         scale subresource does), and the answer is the resulting Scale, not the parent."""
+        _accept(req, route.info)      # a 406 before anything is written
 
         info = route.info
         ct = codec.media_type(req.headers.get("content-type", ""))

@@ -229,12 +229,15 @@ def test_body_over_3mib_is_413(server, ns):
     assert r.status == 413 and r.json["reason"] == "RequestEntityTooLarge"
 
 
-def test_protobuf_body_is_415_and_protobuf_only_accept_is_406(server, ns):
+def test_bad_protobuf_body_is_400_and_protobuf_accept_is_served(server, ns):
+    # (test_protobuf_wire.py covers protobuf in depth)
     r = server.call("POST", f"/api/v1/namespaces/{ns}/configmaps", raw=b"k8s\x00\n\x02v1",
-                    content_type="application/vnd.kubernetes.protobuf")
-    assert r.status == 415 and r.json["reason"] == "UnsupportedMediaType"
+                    content_type="application/vnd.kubernetes.protobuf", headers={"Accept": "application/json"})
+    assert r.status == 400 and r.json["reason"] == "BadRequest"
     r = server.call("GET", f"/api/v1/namespaces/{ns}/configmaps",
                     headers={"Accept": "application/vnd.kubernetes.protobuf"})
+    assert r.status == 200 and r.headers["content-type"] == "application/vnd.kubernetes.protobuf"
+    r = server.call("GET", f"/api/v1/namespaces/{ns}/configmaps", headers={"Accept": "text/html"})
     assert r.status == 406 and r.json["reason"] == "NotAcceptable"
     r = server.call("GET", f"/api/v1/namespaces/{ns}/configmaps",
                     headers={"Accept": "application/vnd.kubernetes.protobuf, application/json"})

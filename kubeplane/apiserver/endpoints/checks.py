@@ -36,11 +36,17 @@ def _patch_decode_error(e: APIError, value: Any, *, strategic: bool) -> APIError
                     {"causes": [{"reason": "FieldValueInvalid", "message": body, "field": "patch"}]})
 
 
-def decode_typed(req: Any, def_name: str, kind: str, version: str = "v1") -> dict[str, Any]:
+def decode_typed(req: Any, def_name: str, kind: str, version: str = "v1", *,
+                 protobuf: bool = True) -> dict[str, Any]:
     """A request body that is not a stored object (DeleteOptions, Scale, Binding, Eviction),
     decoded and type-checked against its definition the way Go's decoder would: anything
-    but an object of the right field types is a 400 here, so the handlers may index it."""
-    body = codec.decode_body(req.headers.get("content-type", ""), req.body)
+    but an object of the right field types is a 400 here, so the handlers may index it.
+    `protobuf`: whether a protobuf body is taken (not for a custom resource's scale)."""
+    body = codec.decode_body(req.headers.get("content-type", ""), req.body,
+                             protobuf_kind=kind if protobuf else None)
+    if codec.media_type(req.headers.get("content-type", "")) == codec.PROTOBUF and body.get("kind") != kind:
+        raise errors.bad_request(f"the kind in the data ({body.get('kind')}) does not match the expected kind "
+                                 f"({kind})")
     if not isinstance(body, dict):
         raise errors.bad_request(f'{kind} in version "{version}" cannot be handled as a {kind}: json: cannot '
                                  f"unmarshal {_json_type(body)} into Go value of type {_go_struct(def_name)}")

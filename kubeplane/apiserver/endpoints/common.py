@@ -50,6 +50,18 @@ def _json(status: int, obj: Any, headers: list[tuple[str, str]] | None = None,
     return Response(status, body, headers, content_type=ct)
 
 
+def _pb_kind(info: ResourceInfo) -> str | None:
+    """The kind a protobuf body for `info` must carry, or None: custom resources are JSON
+    only (upstream answers a protobuf body for one with 415)."""
+    return info.kind if info.crd is None else None
+
+
+def _accept(req: Request, info: ResourceInfo) -> codec.Accept:
+    """The response form the client accepts for `info` (406 when none): negotiated before
+    the handler does anything, as upstream, so a 406 never follows a write."""
+    return codec.negotiate(req.headers.get("accept", ""), info.crd is None)
+
+
 def _bool_param(req: Request, name: str) -> bool:
     v = req.param(name)
     return v is not None and v.lower() in ("1", "true", "")

@@ -12,7 +12,7 @@ from ..registry.resources import ResourceInfo
 from ..registry.selectors import FieldSelector, LabelSelector, field_set
 from ..registry.storage import decode, key_of
 from .checks import decode_typed
-from .common import Route, _RETURNS_DELETED, _dry_run, _int_param, _json, log, now_rfc3339
+from .common import Route, _RETURNS_DELETED, _accept, _dry_run, _int_param, _json, log, now_rfc3339
 
 
 _DELETE_OPTIONS = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"
@@ -48,9 +48,10 @@ class Deletes:
         return opts
 
     async def delete(self, req: Request, route: Route) -> Response:
+        accept = _accept(req, route.info)
         opts = self._delete_options(req)
         obj, status = await self.delete_one(route.info, route.namespace, route.name or "", opts)
-        return _json(status, obj)
+        return _json(status, obj, accept=accept)
 
     async def delete_one(self, info: ResourceInfo, namespace: str | None, name: str,
                          opts: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -228,6 +229,7 @@ class Deletes:
         info = route.info
         if "deletecollection" not in info.verbs:
             raise errors.method_not_allowed()
+        accept = _accept(req, info)
         opts = self._delete_options(req)
         lsel = LabelSelector.parse(req.param("labelSelector") or "")
         fsel = FieldSelector.for_resource(req.param("fieldSelector") or "", info)
@@ -246,5 +248,5 @@ class Deletes:
                 raise
             deleted.append(obj if res.get("kind") == "Status" else res)
         return _json(200, {"kind": info.list_kind, "apiVersion": info.group_version,
-                           "metadata": {"resourceVersion": str(rev)}, "items": deleted})
+                           "metadata": {"resourceVersion": str(rev)}, "items": deleted}, accept=accept)
 

@@ -7,7 +7,7 @@ from typing import Any, Callable, Sequence
 
 import orjson
 
-from ..machinery import codec, errors
+from ..machinery import codec, errors, protobuf
 from . import watch
 from ..machinery.errors import APIError, Cause
 from ..transport.http import LONG_ITEMS, Buffer, Request, Response, join_items, long_write
@@ -19,7 +19,7 @@ from ..cache.cacher import Cacher, TooOld
 from ..cache.entry import Entry
 from ..registry.storage import decode, key_of, prefix_of, rv_cut, rv_parts
 from .tables import make_table
-from .common import Route, _int_param, _json, _json_type, _parse_rv, _partial
+from .common import Route, _accept, _int_param, _json, _json_type, _parse_rv, _partial
 
 
 def _kv_parts(kv: KeyValue) -> tuple[bytes | memoryview, ...]:
@@ -179,7 +179,7 @@ class Reads:
         return cacher
 
     async def get(self, req: Request, route: Route) -> Response:
-        accept = codec.negotiate(req.headers.get("accept", ""))
+        accept = _accept(req, route.info)
         rv = req.param("resourceVersion") or ""
         cacher = self._cacher(route.info)
         if (cacher is not None and cacher.ready.is_set() and rv
@@ -192,6 +192,10 @@ class Reads:
             if entry is None:
                 raise errors.not_found(route.info.group, route.info.plural, route.name or "")
             if route.info.crd is None and not (accept.table or accept.metadata or accept.yaml):
+                if accept.protobuf:       # serialized once per version, on first use
+                    gv, kind = route.info.group_version, route.info.kind
+                    return Response(200, protobuf.envelope(gv, kind, entry.protobuf(gv, kind)),
+                                    content_type=codec.PROTOBUF)
                 return Response(200, entry.data + b"\n")
             obj = entry.obj()
         else:
@@ -213,7 +217,7 @@ class Reads:
 
     async def list(self, req: Request, route: Route) -> Response:
         info = route.info
-        accept = codec.negotiate(req.headers.get("accept", ""))
+        accept = _accept(req, info)
         lsel = LabelSelector.parse(req.param("labelSelector") or "")
         fsel = FieldSelector.for_resource(req.param("fieldSelector") or "", info)
         limit = _int_param(req, "limit", 0)
@@ -315,6 +319,8 @@ class Reads:
                     o.pop("kind", None), o.pop("apiVersion", None)
             out = {"kind": info.list_kind, "apiVersion": info.group_version, "metadata": meta, "items": objs}
             return _json(200, out, accept=accept)
+        if accept.protobuf:
+            return await self._send_pb_list(req, info, meta, items, obj)
         if accept.metadata:
             kind, api_version = "PartialObjectMetadataList", "meta.k8s.io/v1"
             parts = lambda x: (orjson.dumps(_partial(obj(x))),)
@@ -333,6 +339,25 @@ class Reads:
         await stream.write_items(items, parts, b",")
         stream.write(b"]}\n")
         return Response(200)        # the body went out on the stream
+
+    async def _send_pb_list(self, req: Request, info: ResourceInfo, meta: dict[str, Any], items: Sequence[Any],
+                            obj: Callable[[Any], dict[str, Any]]) -> Response:
+        """A LIST in protobuf (built-in kinds only): the `...List` message framed around the
+        items' bare messages, which cache entries encode once per version (Entry.protobuf)
+        and store records per request. Long lists go out in pieces, as the JSON ones."""
+        gv, kind = info.group_version, info.kind
+        if items and isinstance(items[0], Entry):
+            raws = [e.protobuf(gv, kind) for e in items]
+        else:
+            raws = [protobuf.encode_raw(obj(x), gv, kind) for x in items]
+        head, framed, tail = protobuf.list_parts(gv, info.list_kind, meta, raws)
+        if len(items) <= LONG_ITEMS:
+            return Response(200, b"".join((head, *framed, tail)), content_type=codec.PROTOBUF)
+        stream = req.start_stream(200, [("Content-Type", codec.PROTOBUF)])
+        stream.write(head)
+        await stream.write_items(framed, lambda f: (f,))
+        stream.write(tail)
+        return Response(200)
 
     async def _list_from_cache(self, req: Request, route: Route, cacher: Cacher, accept: codec.Accept,
                                lsel: LabelSelector, fsel: FieldSelector, limit: int, cont: str, rv: str,

@@ -11,7 +11,7 @@ from ..registry.resources import ResourceInfo
 from ..registry.selectors import LabelSelector
 from ..registry.schema import validate
 from .checks import _patch_decode_error, decode_typed
-from .common import Route, _dry_run, _json, _json_type, _manager, now_rfc3339
+from .common import Route, _accept, _dry_run, _json, _json_type, _manager, now_rfc3339
 
 _SCALE = "io.k8s.api.autoscaling.v1.Scale"
 
@@ -66,10 +66,11 @@ class Subresources:
 
     async def get_scale(self, req: Request, route: Route) -> Response:
         obj = await self.objects.get(route.info, route.namespace, route.name or "")
-        return _json(200, self._scale_of(route.info, obj))
+        return _json(200, self._scale_of(route.info, obj), accept=_accept(req, route.info))
 
     async def update_scale(self, req: Request, route: Route) -> Response:
-        body = decode_typed(req, _SCALE, "Scale")
+        _accept(req, route.info)      # a 406 before anything is written
+        body = decode_typed(req, _SCALE, "Scale", protobuf=route.info.crd is None)
         if not isinstance(body.get("spec"), dict):
             raise errors.bad_request("Scale body must be an object with spec")
         replicas = body["spec"].get("replicas", 0)
@@ -82,6 +83,7 @@ class Subresources:
     async def patch_scale(self, req: Request, route: Route) -> Response:
         """PATCH .../scale: the patch applies to the Scale view of the object (as upstream's
         scale subresource does), and the answer is the resulting Scale, not the parent."""
+        _accept(req, route.info)      # a 406 before anything is written
 
         info = route.info
         ct = codec.media_type(req.headers.get("content-type", ""))
@@ -122,7 +124,7 @@ class Subresources:
         r = Route(info, route.namespace, route.name, None)
         obj, _ = await self.guaranteed_update(info, r, mutate, _manager(req, "Update"), _dry_run(req),
                                               precondition=None, op="Update", patching=True)
-        return _json(200, self._scale_of(info, obj))
+        return _json(200, self._scale_of(info, obj), accept=_accept(req, info))
 
     async def _set_replicas(self, req: Request, route: Route, replicas: int, pre: str | None) -> Response:
         info = route.info
@@ -135,9 +137,10 @@ class Subresources:
 
         r = Route(info, route.namespace, route.name, None)
         obj, _ = await self.guaranteed_update(info, r, mutate, manager, _dry_run(req), precondition=pre, op="Update")
-        return _json(200, self._scale_of(info, obj))
+        return _json(200, self._scale_of(info, obj), accept=_accept(req, info))
 
     async def bind(self, req: Request, route: Route) -> Response:
+        accept = _accept(req, route.info)
         body = decode_typed(req, "io.k8s.api.core.v1.Binding", "Binding")
         target = body.get("target") or {}
         node = target.get("name") if isinstance(target, dict) else None
@@ -164,11 +167,14 @@ class Subresources:
         pre = ((body.get("metadata") or {}).get("resourceVersion")) or None
         await self.guaranteed_update(route.info, r, mutate, _manager(req, "Update"), _dry_run(req),
                                      precondition=pre, op="Update")
-        return _json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+        return _json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201},
+                     accept=accept)
 
     async def evict(self, req: Request, route: Route) -> Response:
+        accept = _accept(req, route.info)
         body = decode_typed(req, "io.k8s.api.policy.v1.Eviction", "Eviction")
         opts = body.get("deleteOptions") or {}
         await self.delete_one(route.info, route.namespace, route.name or "", opts)
-        return _json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+        return _json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201},
+                     accept=accept)
 

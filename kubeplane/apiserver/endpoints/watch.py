@@ -27,7 +27,7 @@ import orjson
 
 from ...store import errors as store_errors
 from ...store.types import EventType, prefix_end
-from ..machinery import codec, errors
+from ..machinery import codec, errors, protobuf
 from ..cache.cacher import Cacher, TooOld
 from ..cache.entry import Entry, Event
 from ..transport.http import LONG_ITEMS, Request, long_write, long_write_slot
@@ -58,11 +58,31 @@ def _event(kind: str, obj: Any) -> bytes:
     return orjson.dumps({"type": kind, "object": obj}) + b"\n"
 
 
+def _pb_event(kind: str, obj: Any) -> bytes:
+    """A protobuf watch frame of an object built for this watcher (a bookmark, an error
+    Status, an event of a watch without the cache)."""
+    return protobuf.watch_frame(kind, protobuf.encode(obj))
+
+
+def _pb_frame(info, t: str, e: Entry) -> bytes:
+    """A protobuf watch frame of a cached version: its bare message is encoded once per
+    version (Entry.protobuf) and shared with GETs and LISTs."""
+    gv, kind = info.group_version, info.kind
+    return protobuf.watch_frame(t, protobuf.envelope(gv, kind, e.protobuf(gv, kind)))
+
+
+def _stream_headers(pb: bool) -> list[tuple[str, str]]:
+    return [("Content-Type", protobuf.STREAM_CONTENT_TYPE if pb else "application/json"),
+            ("Cache-Control", "no-cache, private")]
+
+
 async def serve_watch(h: "WatchHost", req: Request, route: Route) -> None:
     from ..registry.selectors import FieldSelector, LabelSelector, field_set
 
     info = route.info
-    accept = codec.negotiate(req.headers.get("accept", ""))
+    accept = codec.negotiate(req.headers.get("accept", ""), info.crd is None)
+    pb = accept.protobuf
+    enc = _pb_event if pb else _event
     lsel = LabelSelector.parse(req.param("labelSelector") or "")
     fsel = FieldSelector.for_resource(req.param("fieldSelector") or "", info)
     rv = req.param("resourceVersion") or ""
@@ -130,7 +150,7 @@ async def serve_watch(h: "WatchHost", req: Request, route: Route) -> None:
         plain = info.crd is None and not (accept.table or accept.metadata)
         fmt = (accept.table, accept.metadata, req.param("includeObject") or "Metadata")
         return await _watch_cache(req, info, cacher, key, end or key + b"\0", rv, send_initial_b, bookmarks,
-                                  timeout, pred, node, None if plain else render, fmt, _counter(h, info))
+                                  timeout, pred, node, None if plain else render, fmt, _counter(h, info), pb)
 
     initial: list[dict[str, Any]] = []
     if rv in ("", "0") or send_initial_b:
@@ -152,18 +172,17 @@ async def serve_watch(h: "WatchHost", req: Request, route: Route) -> None:
     except store_errors.StoreError as e:
         raise errors.internal(str(e)) from None
 
-    headers = [("Content-Type", "application/json"), ("Cache-Control", "no-cache, private")]
-    stream = req.start_stream(200, headers)
+    stream = req.start_stream(200, _stream_headers(pb))
     last_rev = start_rev
     count = _counter(h, info)
     try:
         if initial:
             sent = stream.sent
             async with long_write(len(initial)):
-                await stream.write_items(initial, lambda obj: (_event("ADDED", render(obj)),))
+                await stream.write_items(initial, lambda obj: (enc("ADDED", render(obj)),))
             count(len(initial), stream.sent - sent)
         if send_initial_b:
-            stream.write(_event("BOOKMARK", _bookmark(info, last_rev, initial_end=True)))
+            stream.write(enc("BOOKMARK", _bookmark(info, last_rev, initial_end=True)))
         req.init_done()
         deadline = time.monotonic() + timeout
         next_bookmark = time.monotonic() + BOOKMARK_EVERY
@@ -187,7 +206,7 @@ async def serve_watch(h: "WatchHost", req: Request, route: Route) -> None:
             except asyncio.TimeoutError:
                 now = time.monotonic()
                 if bookmarks and now < deadline and now >= next_bookmark:
-                    stream.write(_event("BOOKMARK", _bookmark(info, last_rev)))
+                    stream.write(enc("BOOKMARK", _bookmark(info, last_rev)))
                     next_bookmark = now + BOOKMARK_EVERY
                 if now >= deadline - 0.001:
                     break
@@ -195,7 +214,7 @@ async def serve_watch(h: "WatchHost", req: Request, route: Route) -> None:
             except StopAsyncIteration:
                 break
             except store_errors.CompactedError as e:
-                stream.write(_event("ERROR", _too_old(start_rev, getattr(e, "compact_revision", 0))))
+                stream.write(enc("ERROR", _too_old(start_rev, getattr(e, "compact_revision", 0))))
                 break
             for ev in resp.events:
                 last_rev = ev.kv.mod_revision
@@ -209,13 +228,13 @@ async def serve_watch(h: "WatchHost", req: Request, route: Route) -> None:
                         old_ok = new_ok
                     if new_ok:
                         kind = "MODIFIED" if old_ok else "ADDED"
-                        line = _event(kind, render(new))
+                        line = enc(kind, render(new))
                         await emit(line)
                     elif old_ok:
                         # upstream's cacheWatcher: the previous content at the event's revision
                         old = decode(ev.prev_kv) if ev.prev_kv is not None else new
                         old["metadata"]["resourceVersion"] = str(ev.kv.mod_revision)
-                        line = _event("DELETED", render(old))
+                        line = enc("DELETED", render(old))
                         await emit(line)
                 else:
                     if ev.prev_kv is None:
@@ -223,14 +242,14 @@ async def serve_watch(h: "WatchHost", req: Request, route: Route) -> None:
                     old = decode(ev.prev_kv)
                     old["metadata"]["resourceVersion"] = str(ev.kv.mod_revision)
                     if matches(old):
-                        line = _event("DELETED", render(old))
+                        line = enc("DELETED", render(old))
                         await emit(line)
             if resp.revision > last_rev and not resp.events:
                 last_rev = resp.revision   # a progress notification
             if stream.closed or req.conn.transport is None:
                 break
         if bookmarks and time.monotonic() >= deadline - 0.001 and not stream.closed:
-            stream.write(_event("BOOKMARK", _bookmark(info, last_rev)))
+            stream.write(enc("BOOKMARK", _bookmark(info, last_rev)))
     finally:
         try:
             await watcher.cancel()
@@ -241,7 +260,7 @@ async def serve_watch(h: "WatchHost", req: Request, route: Route) -> None:
 
 async def _watch_cache(req: Request, info, cacher: Cacher, lo: bytes, hi: bytes, rv: str,
                        send_initial: bool | None, bookmarks: bool, timeout: float, pred, node: str | None,
-                       render, fmt: tuple, count) -> None:
+                       render, fmt: tuple, count, pb: bool = False) -> None:
     """A watch served from the watch cache. Each event's line is encoded once and shared
     by every watcher; a watcher that asked for a Table or metadata only gets `render`'s
     conversion, also made once per event and format (except the first Table, which
@@ -261,21 +280,25 @@ async def _watch_cache(req: Request, info, cacher: Cacher, lo: bytes, hi: bytes,
             slot = None
     try:
         return await _watch_cache_in(req, info, cacher, lo, hi, rv, send_initial, bookmarks, timeout, pred, node,
-                                     render, fmt, count, initial_done)
+                                     render, fmt, count, initial_done, pb)
     finally:
         initial_done()
 
 
 async def _watch_cache_in(req: Request, info, cacher: Cacher, lo: bytes, hi: bytes, rv: str,
                           send_initial: bool | None, bookmarks: bool, timeout: float, pred, node: str | None,
-                          render, fmt: tuple, count, initial_done: Callable[[], None]) -> None:
+                          render, fmt: tuple, count, initial_done: Callable[[], None], pb: bool) -> None:
     first = [True]
+    enc = _pb_event if pb else _event
 
     def convert(ev: Event, t: str) -> bytes:
         obj = orjson.loads(ev.line(t))["object"]
         return _event(t, render(obj))
 
     def out(items: list[tuple[Event, str]]) -> bytes:
+        if pb:      # each event's frame built once per type for every protobuf watcher
+            return b"".join([ev.cached(("pb", t), lambda ev=ev, t=t: _pb_frame(info, t, ev.entry(t)))
+                             for ev, t in items])
         if render is None:
             return b"".join([ev.line(t) for ev, t in items])
         conv = []
@@ -303,26 +326,28 @@ async def _watch_cache_in(req: Request, info, cacher: Cacher, lo: bytes, hi: byt
             await asyncio.wait_for(cacher.prefilled.wait(), 3.0)
         except asyncio.TimeoutError:
             pass
-    headers = [("Content-Type", "application/json"), ("Cache-Control", "no-cache, private")]
+    headers = _stream_headers(pb)
     try:
         w = cacher.watch(lo, hi, after, pred, node)
     except TooOld as e:
         stream = req.start_stream(200, headers)
-        stream.write(_event("ERROR", _too_old(e.asked, e.oldest)))
+        stream.write(enc("ERROR", _too_old(e.asked, e.oldest)))
         return None
     stream = req.start_stream(200, headers)
     w.on_overflow = stream.abort      # too far behind: drop the connection and its buffers now
     try:
         if initial:
             sent = stream.sent
-            if render is None:
+            if pb:
+                await stream.write_items(initial, lambda e: (_pb_frame(info, "ADDED", e),))
+            elif render is None:
                 await stream.write_items(initial, _added_line)
             else:
-                await stream.write_items(initial, lambda e: (_event("ADDED", render(e.obj())),))
+                await stream.write_items(initial, lambda e: (enc("ADDED", render(e.obj())),))
                 first[0] = False
             count(len(initial), stream.sent - sent)
         if send_initial:
-            stream.write(_event("BOOKMARK", _bookmark(info, after, initial_end=True)))
+            stream.write(enc("BOOKMARK", _bookmark(info, after, initial_end=True)))
         initial_done()
         req.init_done()
         deadline = time.monotonic() + timeout
@@ -349,10 +374,10 @@ async def _watch_cache_in(req: Request, info, cacher: Cacher, lo: bytes, hi: byt
                 break
             now = time.monotonic()
             if bookmarks and now >= next_bookmark and now < deadline:
-                stream.write(_event("BOOKMARK", _bookmark(info, w.rev)))
+                stream.write(enc("BOOKMARK", _bookmark(info, w.rev)))
                 next_bookmark = now + BOOKMARK_EVERY
         if bookmarks and not stream.closed and not w.closed:
-            stream.write(_event("BOOKMARK", _bookmark(info, w.rev)))
+            stream.write(enc("BOOKMARK", _bookmark(info, w.rev)))
     finally:
         w.close()
     return None

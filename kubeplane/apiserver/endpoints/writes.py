@@ -26,7 +26,9 @@ from .common import (
     _json,
     _json_type,
     _manager,
+    _accept,
     _parse_rv,
+    _pb_kind,
     _random_suffix,
     _warning_headers,
     now_rfc3339,
@@ -51,10 +53,11 @@ class Writes:
 
     async def create(self, req: Request, route: Route) -> Response:
         info = route.info
+        accept = _accept(req, info)
         dry = _dry_run(req)
         mode = _field_validation(req)
         manager = _manager(req, "Update")
-        obj = codec.decode_body(req.headers.get("content-type", ""), req.body)
+        obj = codec.decode_body(req.headers.get("content-type", ""), req.body, protobuf_kind=_pb_kind(info))
         dups = _body_duplicates(req, mode, obj)
         obj = self._check_kind(info, obj)
         warnings: list[str] = []
@@ -62,7 +65,7 @@ class Writes:
         named = bool(obj["metadata"].get("name"))
         obj = await self.prepare_create(info, route.namespace, obj, manager)
         result = await self.store_create(info, obj, dry, generated=not named)
-        return _json(201, result, _warning_headers(warnings))
+        return _json(201, result, _warning_headers(warnings), accept=accept)
 
     async def prepare_create(self, info: ResourceInfo, namespace: str | None, obj: dict[str, Any],
                              manager: str, *, operation: str = "Update") -> dict[str, Any]:
@@ -148,10 +151,11 @@ class Writes:
 
     async def update(self, req: Request, route: Route) -> Response:
         info = route.info
+        accept = _accept(req, info)
         dry = _dry_run(req)
         mode = _field_validation(req)
         manager = _manager(req, "Update")
-        body = codec.decode_body(req.headers.get("content-type", ""), req.body)
+        body = codec.decode_body(req.headers.get("content-type", ""), req.body, protobuf_kind=_pb_kind(info))
         dups = _body_duplicates(req, mode, body)
         body = self._check_kind(info, body)
         bmd = body["metadata"]
@@ -172,10 +176,11 @@ class Writes:
 
         obj, status = await self.guaranteed_update(info, route, mutate, manager, dry,
                                                    precondition=precondition or None, op="Update")
-        return _json(status, obj, _warning_headers(warnings))
+        return _json(status, obj, _warning_headers(warnings), accept=accept)
 
     async def patch(self, req: Request, route: Route) -> Response:
         info = route.info
+        accept = _accept(req, info)
         dry = _dry_run(req)
         mode = _field_validation(req)
         ct = codec.media_type(req.headers.get("content-type", ""))
@@ -256,7 +261,7 @@ class Writes:
             obj, status = await self.guaranteed_update(info, route, mutate, manager, dry,
                                                        precondition=precondition, op="Update", patching=True,
                                                        copy_current=False)
-        return _json(status, obj, _warning_headers(warnings))
+        return _json(status, obj, _warning_headers(warnings), accept=accept)
 
     async def apply(self, req: Request, route: Route, applied: dict[str, Any], manager: str, force: bool,
                     dry: bool, schema_node) -> tuple[dict[str, Any], int]:

@@ -19,8 +19,11 @@ MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, APPLY_PATCH)
-BODY_TYPES = "application/json, application/yaml"     # what a create/update body may be (415 lists them)
-SERVED_TYPES = "application/json, application/yaml"   # what a response may be (406 lists them)
+BODY_TYPES = "application/json, application/yaml"     # what a custom resource's body may be (415 lists them)
+# built-in kinds also take (and answer) protobuf: what upstream's 415 and 406 list for them
+BUILTIN_BODY_TYPES = "application/json, application/yaml, application/vnd.kubernetes.protobuf"
+SERVED_TYPES = "application/json, application/yaml"   # what a custom resource's response may be (406)
+BUILTIN_SERVED_TYPES = BUILTIN_BODY_TYPES             # a built-in kind's (406 lists them)
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -390,9 +393,17 @@ def json_copy(v: Any) -> Any:
         return copy.deepcopy(v)
 
 
-def decode_body(content_type: str, body: bytes, *, patch: bool = False) -> Any:
-    """Decode a create/update body (JSON or YAML) or, with patch=True, any patch body."""
+def decode_body(content_type: str, body: bytes, *, patch: bool = False, protobuf_kind: str | None = None) -> Any:
+    """Decode a create/update body (JSON or YAML) or, with patch=True, any patch body.
+
+    `protobuf_kind`: the kind a built-in target expects, so an `application/vnd.kubernetes.protobuf`
+    body is decoded too (machinery/protobuf.py) into the very dict a JSON body of the same
+    object gives; for a custom resource it is a 415, as upstream (CRs are JSON only)."""
     mt = media_type(content_type) if content_type else JSON
+    if mt == PROTOBUF and not patch:
+        if protobuf_kind is None:
+            raise errors.unsupported_media_type(BODY_TYPES)
+        return decode_protobuf(body, protobuf_kind)
     if not body.strip():
         raise errors.bad_request("the body of the request is empty" if not patch
                                  else "the body of the request was empty")
@@ -406,30 +417,63 @@ def decode_body(content_type: str, body: bytes, *, patch: bool = False) -> Any:
         return decode_json(body)
     if mt in (YAML, "application/x-yaml", "text/yaml"):
         return _yaml(body)
-    raise errors.unsupported_media_type(BODY_TYPES)
+    raise errors.unsupported_media_type(BODY_TYPES if protobuf_kind is None else BUILTIN_BODY_TYPES)
+
+
+def _summarize(data: bytes, limit: int = 256) -> str:
+    """apimachinery's summarizeData: how a body upstream could not decode is quoted in the
+    400 (text when it looks like JSON, else hex), cut at 256 bytes."""
+    if not data:
+        return "<empty>"
+    if data[:1] == b"{":
+        text = data[:limit].decode("utf-8", "replace")
+    else:
+        text = data[:limit].hex()
+    return text + (" ..." if len(data) > limit else "")
+
+
+def decode_protobuf(body: bytes, kind: str) -> dict[str, Any]:
+    """A protobuf create/update body -> the object as a JSON body of it decodes (kind and
+    apiVersion first). Every fault of the bytes (wrong magic, truncation, an unknown kind,
+    values out of range) is a 400 worded as upstream's transformDecodeError; whether the
+    kind suits the URL is the caller's check, as for JSON."""
+    from . import protobuf
+
+    if not body:
+        raise errors.bad_request("the body of the request is empty")
+    try:
+        return protobuf.decode(body)[2]
+    except protobuf.ProtobufError as e:
+        raise errors.APIError(e.status, "BadRequest" if e.status == 400 else "",
+                              f"the object provided is unrecognized (must be of type {kind}): {e.message} "
+                              f"({_summarize(body)})") from None
 
 
 # --- Accept --------------------------------------------------------------------------
 
 class Accept:
-    """What the client asked the response to be: plain JSON, a Table, or partial metadata."""
+    """What the client asked the response to be: plain JSON, a Table, partial metadata,
+    YAML or protobuf (at most one of them is set)."""
 
-    __slots__ = ("table", "metadata", "yaml")
+    __slots__ = ("table", "metadata", "yaml", "protobuf")
 
     def __init__(self) -> None:
         self.table = False        # meta.k8s.io/v1 Table
         self.metadata = False     # PartialObjectMetadata(List)
         self.yaml = False
+        self.protobuf = False     # application/vnd.kubernetes.protobuf (built-in kinds only)
 
 
-def negotiate(accept: str) -> Accept:
+def negotiate(accept: str, protobuf: bool = False) -> Accept:
     """Pick the first acceptable alternative, as upstream: Table and PartialObjectMetadata
-    when asked with g=meta.k8s.io;v=v1 (v1beta1 also served), JSON otherwise. Only
-    protobuf: 406."""
+    when asked with g=meta.k8s.io;v=v1 (v1beta1 also served), protobuf when `protobuf`
+    (the resource is a built-in kind; custom resources are JSON only upstream, so their
+    protobuf alternatives are passed over), JSON otherwise; nothing acceptable: 406.
+    Protobuf Tables and PartialObjectMetadata are not offered: such an alternative is
+    passed over for the next one (Go clients list the JSON form after it)."""
     out = Accept()
     if not accept:
         return out
-    ok = False
     for alt in accept.split(","):
         parts = [p.strip() for p in alt.split(";")]
         mt = parts[0].lower()
@@ -451,10 +495,10 @@ def negotiate(accept: str) -> Accept:
         if mt in (YAML,):
             out.yaml = True
             return out
-        if mt == PROTOBUF:
-            continue
-        ok = ok or False
-    raise errors.not_acceptable(SERVED_TYPES)
+        if mt == PROTOBUF and protobuf and "as" not in params:
+            out.protobuf = True
+            return out
+    raise errors.not_acceptable(BUILTIN_SERVED_TYPES if protobuf else SERVED_TYPES)
 
 
 def encode(obj: Any, accept: Accept | None = None) -> tuple[bytes, str]:
@@ -462,4 +506,8 @@ def encode(obj: Any, accept: Accept | None = None) -> tuple[bytes, str]:
     serializer; clients compare bodies and error strings byte for byte)."""
     if accept is not None and accept.yaml:
         return yaml.safe_dump(obj, sort_keys=False).encode(), YAML
+    if accept is not None and accept.protobuf:
+        from . import protobuf
+
+        return protobuf.encode(obj), PROTOBUF
     return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE), JSON

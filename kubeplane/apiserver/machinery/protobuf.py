@@ -785,6 +785,37 @@ def encode(obj: dict[str, Any], api_version: str | None = None, kind: str | None
     return MAGIC + _envelope(api_version, kind, raw)
 
 
+def encode_raw(obj: dict[str, Any], api_version: str, kind: str) -> bytes:
+    """The bare message of an object (no magic, no envelope): what a GET envelopes, a
+    ``...List`` repeats as its items and a watch frame envelopes, so it is cached per object
+    version (cache/entry.py) and reused by all of them."""
+    return _build(_plan_for(api_version, kind), obj, False).SerializeToString(deterministic=True)
+
+
+def envelope(api_version: str, kind: str, raw: bytes) -> bytes:
+    """A bare message -> the body upstream writes: magic + runtime.Unknown."""
+    return MAGIC + _envelope(api_version, kind, raw)
+
+
+def list_parts(api_version: str, list_kind: str, list_meta: dict[str, Any],
+               item_raws: list[bytes]) -> tuple[bytes, list[bytes], bytes]:
+    """A ``...List`` body in three parts, head + items + tail, from its items' bare messages
+    (every k8s.io/api List is {metadata = 1: ListMeta, items = 2: repeated}): the items are
+    framed, not re-encoded, and may be written piece by piece between head and tail."""
+    meta = _field_bytes(1, encode_message(f"{_META}.ListMeta", list_meta))
+    items = [_field_bytes(2, r) for r in item_raws]
+    size = len(meta) + sum(map(len, items))
+    tm = _field_bytes(1, api_version.encode()) + _field_bytes(2, list_kind.encode())
+    head = MAGIC + _field_bytes(1, tm) + _varint(2 << 3 | 2) + _varint(size) + meta
+    return head, items, b"\x1a\x00\x22\x00"
+
+
+def has_kind(api_version: str, kind: str) -> bool:
+    """Whether kind at apiVersion has a message (every built-in kind kubeplane serves)."""
+    group, _, version = api_version.rpartition("/")
+    return (group, version, kind) in message_types() or kind in meta_kinds()
+
+
 def _envelope(api_version: str, kind: str, raw: bytes) -> bytes:
     """runtime.Unknown's bytes, written by hand (its layout is fixed: typeMeta, raw, "", "")."""
     tm = _field_bytes(1, api_version.encode()) + _field_bytes(2, kind.encode())
@@ -839,6 +870,7 @@ def decode_watch(data: bytes) -> list[dict[str, Any]]:
 
 
 __all__ = ["MAGIC", "CONTENT_TYPE", "STREAM_CONTENT_TYPE", "ProtobufError", "decode", "encode", "decode_message",
+           "encode_raw", "envelope", "list_parts", "has_kind",
            "encode_message", "watch_frame", "iter_watch_frames", "decode_watch", "message_types", "meta_kinds",
            "message_class", "registry", "load_table", "format_duration", "parse_duration", "format_time",
            "format_micro_time", "parse_time"]

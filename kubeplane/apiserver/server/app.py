@@ -18,7 +18,7 @@ from typing import Any, Callable
 import orjson
 
 from ...logs import log_request, request_logging_enabled
-from ..machinery import errors
+from ..machinery import codec, errors, protobuf
 from .authn import ANONYMOUS_USER, Authenticator
 from ..machinery.errors import APIError
 from .filters import Admission
@@ -38,10 +38,21 @@ def status_body(code: int, message: str) -> bytes:
     return orjson.dumps(APIError(code, reason, message).status(), option=orjson.OPT_APPEND_NEWLINE)
 
 
-def _error_response(e: APIError) -> Response:
+def _wants_protobuf(accept: str) -> bool:
+    """Whether the Accept header's first alternative kubeplane writes is protobuf."""
+    if "protobuf" not in accept:
+        return False
+    try:
+        return codec.negotiate(accept, True).protobuf
+    except APIError:
+        return False
+
+
+def _error_response(e: APIError, accept: str = "") -> Response:
     """The Status of `e` as upstream writes it: JSON with a trailing newline (Go's
-    json.Encoder); a 406 (no representation the client accepts) indented and without the
-    newline, as upstream's WriteRawJSON falls back to when negotiation fails."""
+    json.Encoder), or protobuf when the client prefers it (Go clients); a 406 (no
+    representation the client accepts) indented JSON without the newline, as upstream's
+    WriteRawJSON falls back to when negotiation fails."""
     headers = list(e.headers.items())
     if e.code == 429 or (e.details or {}).get("retryAfterSeconds"):
         headers.append(("Retry-After", str((e.details or {}).get("retryAfterSeconds", 1))))
@@ -51,6 +62,8 @@ def _error_response(e: APIError) -> Response:
         st["metadata"] = {"continue": cont}
     if e.code == 406:
         return Response(e.code, orjson.dumps(st, option=orjson.OPT_INDENT_2), headers)
+    if _wants_protobuf(accept):
+        return Response(e.code, protobuf.encode(st), headers, content_type=codec.PROTOBUF)
     return Response(e.code, orjson.dumps(st, option=orjson.OPT_APPEND_NEWLINE), headers)
 
 
@@ -142,7 +155,7 @@ class App:
                 req.stream.abort()
                 resp = None
             else:
-                resp = _error_response(e)
+                resp = _error_response(e, req.headers.get("accept", ""))
         finally:
             if admitted:
                 adm.exit(ri, ticket)
@@ -409,7 +422,7 @@ class App:
             raise errors.method_not_allowed()
         from ..machinery import codec
 
-        body = codec.decode_body(req.headers.get("content-type", ""), req.body)
+        body = codec.decode_body(req.headers.get("content-type", ""), req.body, protobuf_kind="Binding")
         md = body.get("metadata") if isinstance(body, dict) else None
         name = md.get("name") if isinstance(md, dict) else None
         pods = self.registry.get("", version, "pods")

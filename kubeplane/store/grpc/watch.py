@@ -22,6 +22,19 @@ Invariants:
   T (splitting a batch at T if needed), so no response with a revision above T leaves
   before it: header revisions seen by the client never go backwards, which is how
   etcd >= 3.4.31 / 3.5.8 behaves and what Kubernetes' consistent reads rely on.
+* Pumps run independently, so one may queue a batch after a newer batch of another
+  watcher: a batch held back behind an answer at T is released when the answer is
+  queued, and a pump the store woke meanwhile may run first (a catching-up watcher,
+  too, reads old history while others are live).  So every response is queued by
+  ``_queue``, which decides its header revision as it enters the queue (under a lock:
+  a full queue does not let a later response overtake it) and never below one queued
+  before.  An events response is raised to that, as etcd stamps a catching-up batch
+  with the current revision: its header promises nothing about the events that follow
+  (clients resume from its last event's mod_revision).  A progress notification and
+  ``created`` do make that promise, so they are never raised: a watcher's notification
+  older than one already queued is dropped (the next one tells more), and ``created``
+  / ``canceled`` (current revision) are answered only while no progress answer is
+  pending.
 """
 
 from __future__ import annotations
@@ -76,6 +89,8 @@ class WatchStream:
         self._entries: dict[int, _Entry] = {}
         self._next_id = 0
         self._barrier = 0  # 0: no progress answer pending; else its revision (or _READING)
+        self._header = 0  # the highest header revision queued so far
+        self._queueing = asyncio.Lock()  # held while a response is stamped and queued
         self._moved = asyncio.Event()  # replaced each time the barrier moves
         self._advanced = asyncio.Event()  # a watcher delivered more, or went away
         self._progress_wanted = asyncio.Event()
@@ -139,6 +154,7 @@ class WatchStream:
         if range_end not in (b"", b"\0") and key >= range_end:
             return await self._refuse(InvalidWatchRangeError.message)
         start = req.start_revision if req.start_revision >= 0 else 1
+        await self._until_no_barrier()
         revision = await self._store.current_revision()
         try:
             watcher = await self._store.watch(
@@ -156,9 +172,7 @@ class WatchStream:
         # Nothing before `revision` (start 0) or before `start` concerns this watcher.
         entry = _Entry(watch_id, watcher, req.progress_notify, revision if start == 0 else start - 1)
         self._entries[watch_id] = entry
-        created = rpc_pb2.WatchResponse(watch_id=watch_id, created=True)
-        self._ident.fill(created.header, revision)
-        await self.out.put(created)
+        await self._queue(rpc_pb2.WatchResponse(watch_id=watch_id, created=True), revision, exact=True)
         entry.pump = asyncio.create_task(self._pump(entry))
         self._advanced.set()
 
@@ -171,8 +185,8 @@ class WatchStream:
 
     async def _refuse(self, reason: str) -> None:
         resp = rpc_pb2.WatchResponse(watch_id=-1, created=True, canceled=True, cancel_reason=reason)
-        self._ident.fill(resp.header, await self._store.current_revision())
-        await self.out.put(resp)
+        await self._until_no_barrier()
+        await self._queue(resp, await self._store.current_revision())
 
     async def _cancel(self, watch_id: int) -> None:
         entry = self._entries.pop(watch_id, None)
@@ -182,9 +196,29 @@ class WatchStream:
             entry.pump.cancel()  # from here on the pump enqueues nothing more
         await _cancel_quietly(entry.watcher)
         self._advanced.set()
+        await self._until_no_barrier()  # (this watcher no longer holds the answer up)
         resp = rpc_pb2.WatchResponse(watch_id=watch_id, canceled=True)
-        self._ident.fill(resp.header, await self._store.current_revision())
-        await self.out.put(resp)
+        await self._queue(resp, await self._store.current_revision())
+
+    async def _until_no_barrier(self) -> None:
+        """Until no progress answer is pending: a response at the current revision,
+        past the answer's, must not leave before it."""
+        while self._barrier:
+            await self._moved.wait()
+
+    async def _queue(self, resp: rpc_pb2.WatchResponse, revision: int, *, exact: bool = False) -> None:
+        """Queue ``resp`` with header ``revision``, or the highest one queued before if
+        that is higher and not ``exact``; an ``exact`` watcher progress notification
+        that would go backwards is dropped (see the module docstring)."""
+        async with self._queueing:
+            if revision < self._header:
+                if not exact:
+                    revision = self._header
+                elif not (resp.created or resp.watch_id == PROGRESS_WATCH_ID):
+                    return
+            self._header = max(self._header, revision)
+            self._ident.fill(resp.header, revision)
+            await self.out.put(resp)
 
     # --- pumps ----------------------------------------------------------------------
 
@@ -211,8 +245,9 @@ class WatchStream:
             del self._entries[entry.watch_id]
         self._advanced.set()
         await _cancel_quietly(entry.watcher)
-        if resp is not None:
-            await self.out.put(resp)
+        if resp is not None:  # (its header is etcd's, 0 or the current revision)
+            async with self._queueing:
+                await self.out.put(resp)
 
     async def _deliver(self, entry: _Entry, batch: WatchResponse) -> None:
         """Queue one store batch, holding back whatever lies past a pending progress
@@ -249,14 +284,13 @@ class WatchStream:
         start = size = 0
         for i, ev in enumerate(events):
             if size >= RESPONSE_BYTES and ev.kv.mod_revision != events[i - 1].kv.mod_revision:
-                await self.out.put(self._events_response(watch_id, events[i - 1].kv.mod_revision, events[start:i]))
+                await self._queue(self._events_response(watch_id, events[start:i]), events[i - 1].kv.mod_revision)
                 start, size = i, 0
             size += _event_size(ev)
-        await self.out.put(self._events_response(watch_id, revision, events[start:]))
+        await self._queue(self._events_response(watch_id, events[start:]), revision, exact=not events)
 
-    def _events_response(self, watch_id: int, revision: int, events: list[Event]) -> rpc_pb2.WatchResponse:
+    def _events_response(self, watch_id: int, events: list[Event]) -> rpc_pb2.WatchResponse:
         resp = rpc_pb2.WatchResponse(watch_id=watch_id)
-        self._ident.fill(resp.header, revision)
         convert.add_events(resp.events, events)
         return resp
 
@@ -286,9 +320,7 @@ class WatchStream:
                 continue
             self._move_barrier(target)
             await self._wait_delivered(target)
-            resp = rpc_pb2.WatchResponse(watch_id=PROGRESS_WATCH_ID)
-            self._ident.fill(resp.header, target)
-            await self.out.put(resp)
+            await self._queue(rpc_pb2.WatchResponse(watch_id=PROGRESS_WATCH_ID), target, exact=True)
             self._move_barrier(0)
 
     async def _wait_delivered(self, target: int) -> None:

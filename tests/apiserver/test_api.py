@@ -302,7 +302,13 @@ def test_namespace_lifecycle(server):
     while time.time() < deadline and server.call("GET", "/api/v1/namespaces/doomed/configmaps/free").status != 404:
         time.sleep(0.1)
     assert server.call("GET", "/api/v1/namespaces/doomed/configmaps/free").status == 404
-    held = server.call("GET", "/api/v1/namespaces/doomed/configmaps/held").json
+    # the namespace's contents are deleted one by one: `held` may be marked just after
+    # `free` is gone (the order within a namespace is no contract, upstream's neither)
+    while time.time() < deadline:
+        held = server.call("GET", "/api/v1/namespaces/doomed/configmaps/held").json
+        if held["metadata"].get("deletionTimestamp"):
+            break
+        time.sleep(0.1)
     assert held["metadata"]["deletionTimestamp"]
     held["metadata"]["finalizers"] = []
     assert server.call("PUT", "/api/v1/namespaces/doomed/configmaps/held", held).status == 200

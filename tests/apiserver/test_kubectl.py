@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import threading
 import time
@@ -26,25 +25,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kubectls import kubectl_binary
 from server_procs import ServerProc
 
 DATA = Path(__file__).parent / "kubectl_data"
 VERSIONS = ("1.27", "1.28", "1.29", "1.30", "1.31", "1.32", "1.33")
-
-
-def _kubectl_dir() -> Path | None:
-    found = shutil.which("kubectl")
-    if found:
-        return Path(os.path.realpath(found)).parent
-    return None
-
-
-def _binary(version: str) -> str | None:
-    d = _kubectl_dir()
-    if d is None:
-        return None
-    p = d / f"kubectl.{version}"
-    return str(p) if os.access(p, os.X_OK) else None
 
 
 def _minor(version: str) -> int:
@@ -177,11 +162,11 @@ def _run_session(version: str, binary: str, steps: set[str], server: ServerProc,
 def sessions(request, server: ServerProc, tmp_path_factory) -> dict[str, dict[str, BaseException | None]]:
     """All wanted versions' sessions, run concurrently (each version in its own namespace,
     CRD group and HOME); the test items below report their outcomes one step at a time."""
-    wanted = {v: steps for v, steps in _wanted(request.session).items() if _binary(v)}
+    wanted = {v: steps for v, steps in _wanted(request.session).items() if kubectl_binary(v)}
     log_start = server.log_path.stat().st_size if server.log_path.exists() else 0
     # more workers than CPUs only adds contention: the cost is kubectl's own start-up and CPU
     with ThreadPoolExecutor(max_workers=max(1, min(len(wanted), os.cpu_count() or 2))) as pool:
-        futures = {v: pool.submit(_run_session, v, _binary(v), steps, server,
+        futures = {v: pool.submit(_run_session, v, kubectl_binary(v), steps, server,
                                   tmp_path_factory.mktemp(f"kubectl-{v}"))
                    for v, steps in wanted.items()}
         results = {v: f.result() for v, f in futures.items()}
@@ -686,7 +671,7 @@ def delete_wait(kc: Kubectl):
 # --- one test item per (step, version) ----------------------------------------------------------
 
 @pytest.mark.parametrize("version", [
-    pytest.param(v, id=f"kubectl-{v}", marks=pytest.mark.skipif(_binary(v) is None, reason=f"kubectl {v} not installed"))
+    pytest.param(v, id=f"kubectl-{v}", marks=pytest.mark.skipif(kubectl_binary(v) is None, reason=f"kubectl {v} not installed"))
     for v in VERSIONS])
 @pytest.mark.parametrize("step", [fn.__name__ for fn in CHECKS])
 def test_kubectl(sessions, step: str, version: str):

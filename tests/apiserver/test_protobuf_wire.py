@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -20,17 +19,10 @@ import orjson
 import pytest
 
 from kubeplane.apiserver.machinery import protobuf
+from kubectls import kubectl_binary
 from server_procs import ServerProc
 
 PB = "application/vnd.kubernetes.protobuf"
-
-
-def _kubectl(version: str) -> str | None:
-    found = shutil.which("kubectl")
-    if not found:
-        return None
-    p = Path(os.path.realpath(found)).parent / f"kubectl.{version}"
-    return str(p) if os.access(p, os.X_OK) else None
 
 
 def _commands(ns: str, sfx: str, tls: tuple[str, str]) -> list[tuple[str, str, str | None, list[str]]]:
@@ -112,7 +104,7 @@ def tls_pair(tmp_path_factory) -> tuple[str, str]:
 
 def _run_creates(server: ServerProc, version: str, tls: tuple[str, str], home: Path) -> dict[str, Any]:
     """Run every create with one kubectl version in its own namespace; the objects read back."""
-    binary = _kubectl(version)
+    binary = kubectl_binary(version)
     sfx = "-" + version.replace(".", "-")
     ns = "pbw" + sfx
     r = server.call("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
@@ -131,10 +123,10 @@ def _run_creates(server: ServerProc, version: str, tls: tuple[str, str], home: P
 
 @pytest.fixture(scope="module")
 def created(server: ServerProc, tls_pair, tmp_path_factory) -> dict[str, dict[str, Any]]:
-    if _kubectl("1.31") is None:
+    if kubectl_binary("1.31") is None:
         pytest.skip("kubectl 1.31 not installed")
     return {v: _run_creates(server, v, tls_pair, tmp_path_factory.mktemp(f"home-{v}"))
-            for v in ("1.31", "1.32", "1.33") if _kubectl(v) is not None}
+            for v in ("1.31", "1.32", "1.33") if kubectl_binary(v) is not None}
 
 
 @pytest.mark.parametrize("version", ["1.32", "1.33"])

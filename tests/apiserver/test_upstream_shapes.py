@@ -10,7 +10,6 @@ import copy
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
+from kubectls import kubectl_binary
 from server_procs import ServerProc
 
 GOLDEN = Path(os.environ.get("KUBEPLANE_GOLDEN", Path(__file__).resolve().parents[3] / "shared" / "upstream-golden"))
@@ -402,19 +402,11 @@ def test_ephemeral_containers_subresource(server: ServerProc, ns: str):
     assert (entry["kind"], sorted(entry["verbs"])) == ("Pod", ["get", "patch", "update"])
 
 
-def _kubectl(version: str) -> str | None:
-    found = shutil.which("kubectl")
-    if not found:
-        return None
-    p = Path(os.path.realpath(found)).parent / f"kubectl.{version}"
-    return str(p) if os.access(p, os.X_OK) else None
-
-
 @pytest.mark.parametrize("version", ["1.32", "1.33"])
 def test_kubectl_debug(server: ServerProc, ns: str, tmp_path: Path, version: str):
     """kubectl debug adds an ephemeral container with a strategic merge patch of
     pods/<name>/ephemeralcontainers (JSON; it panicked on the details-less 404 before)."""
-    binary = _kubectl(version)
+    binary = kubectl_binary(version)
     if binary is None:
         pytest.skip(f"kubectl {version} not installed")
     _pod(server, ns)

@@ -431,25 +431,33 @@ def _containers_errors(spec: Any, base: str) -> list[Cause]:
         f = f"{base}.containers[{i}]"
         if not isinstance(c, dict):
             continue
-        name = c.get("name")
-        if not name:
-            out.append(Cause("FieldValueRequired", f"{f}.name", "Required value"))
-        elif not isinstance(name, str) or len(name) > 63 or not _DNS1123_LABEL.match(name):
-            out.append(Cause("FieldValueInvalid", f"{f}.name",
-                             f'Invalid value: "{name}": a lowercase RFC 1123 label must consist of lower case '
-                             "alphanumeric characters or '-', and must start and end with an alphanumeric character "
-                             "(e.g. 'my-name',  or '123-abc', regex used for validation is "
-                             "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"))
-        elif name in seen:
-            out.append(Cause("FieldValueDuplicate", f"{f}.name", f'Duplicate value: "{name}"'))
-        else:
-            seen.add(name)
-        if not c.get("image"):
-            out.append(Cause("FieldValueRequired", f"{f}.image", "Required value"))
+        out.extend(_container_name_image_errors(c, f, seen))
     rp = spec.get("restartPolicy")
     if rp is not None and rp not in ("Always", "OnFailure", "Never"):
         out.append(Cause("FieldValueNotSupported", f"{base}.restartPolicy",
                          f'Unsupported value: "{rp}": supported values: "Always", "OnFailure", "Never"'))
+    return out
+
+
+def _container_name_image_errors(c: dict[str, Any], f: str, seen: set[str]) -> list[Cause]:
+    """A container's (or ephemeral container's) name, a DNS label not in `seen` (added
+    to it), and its image; `f` is the container's field path."""
+    out: list[Cause] = []
+    name = c.get("name")
+    if not name:
+        out.append(Cause("FieldValueRequired", f"{f}.name", "Required value"))
+    elif not isinstance(name, str) or len(name) > 63 or not _DNS1123_LABEL.match(name):
+        out.append(Cause("FieldValueInvalid", f"{f}.name",
+                         f'Invalid value: "{name}": a lowercase RFC 1123 label must consist of lower case '
+                         "alphanumeric characters or '-', and must start and end with an alphanumeric character "
+                         "(e.g. 'my-name',  or '123-abc', regex used for validation is "
+                         "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"))
+    elif name in seen:
+        out.append(Cause("FieldValueDuplicate", f"{f}.name", f'Duplicate value: "{name}"'))
+    else:
+        seen.add(name)
+    if not c.get("image"):
+        out.append(Cause("FieldValueRequired", f"{f}.image", "Required value"))
     return out
 
 
@@ -476,21 +484,7 @@ def _ephemeral_errors(spec: Any) -> list[Cause]:
         f = f"spec.ephemeralContainers[{i}]"
         if not isinstance(c, dict):
             continue
-        name = c.get("name")
-        if not name:
-            out.append(Cause("FieldValueRequired", f"{f}.name", "Required value"))
-        elif not isinstance(name, str) or len(name) > 63 or not _DNS1123_LABEL.match(name):
-            out.append(Cause("FieldValueInvalid", f"{f}.name",
-                             f'Invalid value: "{name}": a lowercase RFC 1123 label must consist of lower case '
-                             "alphanumeric characters or '-', and must start and end with an alphanumeric character "
-                             "(e.g. 'my-name',  or '123-abc', regex used for validation is "
-                             "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"))
-        elif name in seen:
-            out.append(Cause("FieldValueDuplicate", f"{f}.name", f'Duplicate value: "{name}"'))
-        else:
-            seen.add(name)
-        if not c.get("image"):
-            out.append(Cause("FieldValueRequired", f"{f}.image", "Required value"))
+        out.extend(_container_name_image_errors(c, f, seen))
         for k in _EPHEMERAL_FORBIDDEN:
             if c.get(k):
                 out.append(Cause("FieldValueForbidden", f"{f}.{k}", "Forbidden: cannot be set for an Ephemeral "

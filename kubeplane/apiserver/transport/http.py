@@ -264,12 +264,20 @@ class Stream:
         if not self.closed:
             conn.transport.write(bytes(head))
 
-    def write(self, data: bytes) -> None:
-        if self.closed or not data:
-            return
+    def _live(self) -> Any:
+        """The transport while this body can still be written to; None once it cannot
+        (the stream is then marked closed)."""
+        if self.closed:
+            return None
         t = self.conn.transport
         if t is None or t.is_closing():
             self.closed = True
+            return None
+        return t
+
+    def write(self, data: bytes) -> None:
+        t = self._live() if data else None
+        if t is None:
             return
         self.sent += len(data)
         if len(data) < 65536:
@@ -285,20 +293,15 @@ class Stream:
         if len(data) < 65536 or not self.conn.tls:
             self.write(data)
             return
-        if self.closed:
-            return
-        t = self.conn.transport
-        if t is None or t.is_closing():
-            self.closed = True
+        t = self._live()
+        if t is None:
             return
         self.sent += len(data)
         t.write(b"%x\r\n" % len(data))
         await self.conn.write_paced(data)
-        t = self.conn.transport
-        if t is None or t.is_closing():
-            self.closed = True
-            return
-        t.write(b"\r\n")
+        t = self._live()
+        if t is not None:
+            t.write(b"\r\n")
 
     async def write_items(self, items: Sequence[T], encode: Callable[[T], Sequence[Buffer]], sep: bytes = b"",
                           lead: bool = False) -> None:

@@ -55,7 +55,9 @@ class Subresources:
             selector = v if isinstance(v, str) else ""
         else:
             sel = (obj.get("spec") or {}).get("selector")
-            if isinstance(sel, dict):
+            if isinstance(sel, dict) and info.kind == "ReplicationController":   # a plain label map
+                selector = ",".join(f"{k}={v}" for k, v in sorted(sel.items()))
+            elif isinstance(sel, dict):
                 selector = str(LabelSelector.from_dict(sel))
         return {"kind": "Scale", "apiVersion": "autoscaling/v1",
                 "metadata": {"name": md["name"], "namespace": md.get("namespace"), "uid": md.get("uid"),

@@ -26,6 +26,7 @@ from ..machinery import errors
 from ..cache.manager import CacheManager
 from ..transport.http import Request, Response
 from ..registry.registry import Registry
+from .admission import PriorityAdmission
 from .checks import Checks
 from .common import Route, _bool_param, now_rfc3339
 from .deletes import Deletes
@@ -43,6 +44,7 @@ class RESTHandlers(Reads, Checks, Writes, Deletes, Subresources):
     def __init__(self, objects: ObjectStore, registry: Registry):
         self.objects = objects
         self.registry = registry
+        self.priority = PriorityAdmission(objects, registry)    # the Priority admission plugin
         self.namespace_deleter: Callable[[str], Awaitable[None]] | None = None
         self.crd_deleter: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         self.background: set[asyncio.Task] = set()

@@ -99,6 +99,7 @@ class Writes:
             fins = md.setdefault("finalizers", [])
             if "customresourcecleanup.apiextensions.k8s.io" not in fins:
                 fins.append("customresourcecleanup.apiextensions.k8s.io")
+        await self.priority.admit_create(info, obj)
         self._validate(info, obj)
         await self._check_namespace(info, md.get("namespace"), md["name"])
         if operation == "Update":
@@ -387,6 +388,7 @@ class Writes:
             md["generation"] = int(cmd.get("generation") or 1) + 1
         if info.plural == "customresourcedefinitions" and info.group == "apiextensions.k8s.io":
             new["status"] = current.get("status", {})
+        await self.priority.admit_update(info, new, current, sub)
         self._validate(info, new, current, subresource=sub)
         if md.get("deletionTimestamp") and not cmd.get("deletionTimestamp"):
             md.pop("deletionTimestamp", None)

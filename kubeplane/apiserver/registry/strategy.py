@@ -155,9 +155,8 @@ def _pod_defaults(obj: dict[str, Any], create: bool) -> None:
         # ServiceAccount and DefaultTolerationSeconds admission, as a default cluster has them.
         spec.setdefault("serviceAccountName", spec.get("serviceAccount") or "default")
         spec.setdefault("serviceAccount", spec["serviceAccountName"])
-        spec.setdefault("priority", 0)
         spec.setdefault("enableServiceLinks", True)
-        spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+        # (priority and preemptionPolicy: the Priority admission plugin, endpoints/admission.py)
         tol = spec.setdefault("tolerations", [])
         if isinstance(tol, list):
             for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):

@@ -20,6 +20,7 @@ from ...store.errors import StoreUnavailableError
 from ...store.interface import Store
 from ..machinery import errors
 from .app import App, status_body
+from ..registry.strategy_kinds import SYSTEM_PRIORITY_CLASSES
 from .authn import Authenticator, read_token_file
 from .filters import Admission
 from .health import HealthChecks, all_set
@@ -240,6 +241,11 @@ class APIServer:
         for name in SYSTEM_NAMESPACES:
             await self._ensure("", "namespaces", None, {"apiVersion": "v1", "kind": "Namespace",
                                                          "metadata": {"name": name}})
+        # the built-in PriorityClasses, as upstream's scheduling post-start hook creates them
+        for name, (value, description) in SYSTEM_PRIORITY_CLASSES.items():
+            await self._ensure("scheduling.k8s.io", "priorityclasses", None, {
+                "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name},
+                "value": value, "description": description})
 
     async def _ensure(self, group: str, plural: str, namespace: str | None, obj: dict[str, Any],
                       replace: bool = False) -> None:

@@ -159,9 +159,14 @@ class APIServer:
 
             self.pki = ensure_pki(os.path.join(cfg.data_dir, "pki"), [cfg.bind_address])
             token = self.pki.token
+        # service account tokens (serviceaccounts/token): signed with a key kept in the data dir
+        from ..transport.satoken import TokenSigner
+
+        self.handlers.token_signer = TokenSigner.load_or_create(os.path.join(cfg.data_dir, "pki"))
         self.metrics.before_scrape = self.objects.refresh_storage_size
         app = App(self.handlers, self.registry, token, health=self.health,
-                  authn=Authenticator(token, tokens), admission=self.admission, metrics=self.handlers.metrics)
+                  authn=Authenticator(token, tokens, sa_tokens=self.handlers.token_signer), admission=self.admission,
+                  metrics=self.handlers.metrics)
         self.app = app
         limits = Limits(header_timeout=cfg.read_header_timeout, idle_timeout=cfg.idle_timeout,
                         body_timeout=cfg.request_timeout, write_stall_timeout=cfg.write_stall_timeout)

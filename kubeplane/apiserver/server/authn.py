@@ -6,6 +6,9 @@
   `token,user,uid[,"group1,group2"]`.
 - The plain-HTTP loopback listener authenticates nobody; like upstream's old insecure
   port its requests run as `system:unsecured` in `system:masters`.
+- Service account tokens (`kubectl create token`, the TokenRequest API): ES256 JWTs that
+  this server signed (transport/satoken.py), accepted until they expire as
+  `system:serviceaccount:<ns>:<name>` with the service account's uid.
 - Requests without credentials are `system:anonymous` (`system:unauthenticated`); the
   app lets them reach only the health and version endpoints (upstream's default RBAC
   grants anonymous users exactly those, through system:public-info-viewer).
@@ -25,6 +28,7 @@ import hmac
 from dataclasses import dataclass
 
 from ..machinery import errors
+from ..transport.satoken import TokenSigner
 
 MASTERS = "system:masters"
 AUTHENTICATED = "system:authenticated"
@@ -80,10 +84,11 @@ class Authenticator:
     """Maps a request's headers to a `User` (or None: bad credentials, answer 401)."""
 
     def __init__(self, admin_token: str | None, tokens: dict[str, User] | None = None,
-                 unsecured: bool = False):
+                 unsecured: bool = False, sa_tokens: TokenSigner | None = None):
         self.admin_token = admin_token.encode() if admin_token else None
         self.tokens = tokens or {}
         self.unsecured = unsecured
+        self.sa_tokens = sa_tokens
 
     def authenticate(self, headers: dict[str, str]) -> User | None:
         if self.unsecured:
@@ -99,13 +104,22 @@ class Authenticator:
                 if self.admin_token is not None and hmac.compare_digest(token.encode(), self.admin_token):
                     user = ADMIN
                 else:
-                    found = self.tokens.get(token)
+                    found = self.tokens.get(token) or self._service_account(token)
                     if found is None:
                         return None
                     user = found
         if "impersonate-user" in headers or "impersonate-group" in headers or "impersonate-uid" in headers:
             return impersonate(user, headers)
         return user
+
+
+    def _service_account(self, token: str) -> User | None:
+        claims = self.sa_tokens.verify(token) if self.sa_tokens is not None else None
+        if claims is None:
+            return None
+        sa = (claims.get("kubernetes.io") or {}).get("serviceaccount") or {}
+        name = claims["sub"]
+        return User(name, _with_implied_groups(name, []), str(sa.get("uid") or "") if isinstance(sa, dict) else "")
 
 
 def impersonate(user: User, headers: dict[str, str]) -> User:

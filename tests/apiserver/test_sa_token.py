@@ -121,6 +121,24 @@ def test_expired_and_foreign_tokens_are_refused(server: ServerProc, tmp_path: Pa
     assert _https(server, "/api/v1/namespaces", other)[0] == 401
 
 
+def test_token_dies_with_its_service_account(server: ServerProc, ns: str, sa: dict[str, Any]):
+    """A token names its account's uid: another uid, or the account deleted, is 401 (a token
+    more than a few seconds old; a fresh one may name an account the cache has not seen)."""
+    own = TokenSigner.load_or_create(str(server.data_dir / "pki"))
+    then = time.time() - 60
+    good, _ = own.issue(ns, "robot", sa["metadata"]["uid"], [ISSUER], 600, now=then)
+    wrong_uid, _ = own.issue(ns, "robot", "not-the-uid", [ISSUER], 600, now=then)
+    nobody, _ = own.issue(ns, "nobody", "u", [ISSUER], 600, now=then)
+    assert _https(server, "/api/v1/namespaces", good)[0] == 200
+    assert _https(server, "/api/v1/namespaces", wrong_uid)[0] == 401
+    assert _https(server, "/api/v1/namespaces", nobody)[0] == 401
+    assert server.call("DELETE", f"/api/v1/namespaces/{ns}/serviceaccounts/robot").status == 200
+    deadline = time.monotonic() + 10
+    while _https(server, "/api/v1/namespaces", good)[0] != 401:
+        assert time.monotonic() < deadline, "a token of a deleted service account is still accepted"
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("version", ["1.31", "1.33"])
 def test_kubectl_create_token_and_use_it(server: ServerProc, ns: str, sa: dict[str, Any], tmp_path: Path,
                                          version: str):

@@ -165,8 +165,8 @@ class APIServer:
         self.handlers.token_signer = TokenSigner.load_or_create(os.path.join(cfg.data_dir, "pki"))
         self.metrics.before_scrape = self.objects.refresh_storage_size
         app = App(self.handlers, self.registry, token, health=self.health,
-                  authn=Authenticator(token, tokens, sa_tokens=self.handlers.token_signer), admission=self.admission,
-                  metrics=self.handlers.metrics)
+                  authn=Authenticator(token, tokens, sa_tokens=self.handlers.token_signer, sa_uid=self._sa_uid),
+                  admission=self.admission, metrics=self.handlers.metrics)
         self.app = app
         limits = Limits(header_timeout=cfg.read_header_timeout, idle_timeout=cfg.idle_timeout,
                         body_timeout=cfg.request_timeout, write_stall_timeout=cfg.write_stall_timeout)
@@ -240,6 +240,18 @@ class APIServer:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
+
+    def _sa_uid(self, namespace: str, name: str) -> str | None:
+        """A service account's uid from the watch cache ("" when it does not exist), None
+        when the cache cannot tell (disabled, or not synced yet)."""
+        info = self.registry.get("", "v1", "serviceaccounts")
+        cacher = self.caches.cacher(info) if info is not None and self.caches is not None else None
+        if cacher is None or not cacher.ready.is_set():
+            return None
+        entry = cacher.get(key_of(info, namespace, name))
+        if entry is None:
+            return ""
+        return str((orjson.loads(entry.raw).get("metadata") or {}).get("uid") or "")
 
     # --- bootstrap ------------------------------------------------------------------------
     async def _bootstrap(self) -> None:

@@ -13,7 +13,7 @@ use and kept across restarts, so tokens outlive a restart as upstream's do. `ver
 accepts a token only with this key's signature, this issuer, an audience the server
 serves and `nbf <= now < exp`; it answers the claims, or None for anything else (the
 caller answers 401). Nothing here reads the store: whether the service account still
-exists is not checked (upstream checks it for bound tokens).
+exists is the authenticator's check (server/authn.py).
 """
 from __future__ import annotations
 

@@ -1,0 +1,223 @@
+"""kubectl logs, exec, attach and port-forward through `kubeplane serve` to the simulated
+kubelet (kubeplane.sim.kubelet), with real kubectl 1.31 and 1.33 (and 1.29 for the SPDY
+paths older clients take), plus the proxy subresources and the errors upstream gives.
+
+The kubelet runs in this process on its own event loop thread, at 127.0.0.2 (a loopback
+address of its own, as a hollow node would have); the Node points there by its
+InternalIP and `daemonEndpoints.kubeletEndpoint.Port`, and the Pod is bound to it at
+create time. Every kubectl call has a timeout.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from kubectls import kubectl_binary
+from server_procs import ServerProc
+
+from kubeplane.sim.kubelet import KubeletServer
+
+NODE = "hollow-1"
+KUBELET_HOST = "127.0.0.2"
+
+
+class KubeletThread:
+    """A KubeletServer on an event loop in a daemon thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = KubeletServer()
+
+    def call(self, coro, timeout: float = 10):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.call(self.server.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+@pytest.fixture(scope="module")
+def kubelet(server: ServerProc):
+    k = KubeletThread()
+    host, port = k.call(k.server.add_node(NODE, KUBELET_HOST, 0))
+    r = server.call("POST", "/api/v1/nodes", {"metadata": {"name": NODE}})
+    assert r.status in (201, 409), r
+    r = server.call("PATCH", f"/api/v1/nodes/{NODE}/status", {"status": {
+        "addresses": [{"type": "Hostname", "address": NODE}, {"type": "InternalIP", "address": host}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": port}}}},
+        content_type="application/merge-patch+json")
+    assert r.status == 200, r
+    k.port = port
+    yield k
+    k.stop()
+    server.call("DELETE", f"/api/v1/nodes/{NODE}")
+
+
+def make_pod(server: ServerProc, kubelet: KubeletThread, ns: str, name: str, *, node: str | None = NODE,
+             containers: list[dict] | None = None, annotations: dict | None = None) -> dict:
+    """Create a pod bound to `node`, mark it Running with its containers started 30 s ago,
+    and tell the kubelet about it (as the simulator's informer would)."""
+    containers = containers or [{"name": "app", "image": "busybox"}]
+    spec: dict = {"containers": containers}
+    if node:
+        spec["nodeName"] = node
+    md: dict = {"name": name}
+    if annotations:
+        md["annotations"] = annotations
+    r = server.call("POST", f"/api/v1/namespaces/{ns}/pods", {"metadata": md, "spec": spec})
+    assert r.status == 201, r
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 30))
+    r = server.call("PATCH", f"/api/v1/namespaces/{ns}/pods/{name}/status", {"status": {
+        "phase": "Running", "startTime": started, "podIP": "10.244.0.5", "podIPs": [{"ip": "10.244.0.5"}],
+        "containerStatuses": [{"name": c["name"], "image": c["image"], "imageID": "", "ready": True,
+                               "restartCount": 0, "started": True,
+                               "state": {"running": {"startedAt": started}}} for c in containers]}},
+        content_type="application/merge-patch+json")
+    assert r.status == 200, r
+    pod = server.call("GET", f"/api/v1/namespaces/{ns}/pods/{name}").json
+    kubelet.server.set_pod(pod)
+    return pod
+
+
+class Kubectl:
+    def __init__(self, version: str, server: ServerProc, home) -> None:
+        b = kubectl_binary(version)
+        if b is None:
+            pytest.skip(f"kubectl {version} is not installed")
+        self.binary = b
+        self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+                    "KUBECONFIG": server.kubeconfig}
+
+    def run(self, *args: str, input: str | None = None, timeout: float = 20,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([self.binary, *args], input=input, capture_output=True, text=True, timeout=timeout,
+                              env={**self.env, **(env or {})})
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([self.binary, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, text=True, env=self.env)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _read_until(proc: subprocess.Popen, want: str, timeout: float) -> str:
+    """Lines of proc's stdout until one contains `want` (or the timeout)."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    import selectors
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    while time.monotonic() < deadline:
+        if not sel.select(max(0.0, deadline - time.monotonic())):
+            break
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if want in line:
+            break
+    sel.close()
+    return "".join(seen)
+
+
+def _tcp_roundtrip(port: int, payload: bytes, timeout: float = 10) -> bytes:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+                s.sendall(payload)
+                got = b""
+                while len(got) < len(payload):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    got += chunk
+                return got
+        except (ConnectionRefusedError, ConnectionResetError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.mark.parametrize("version", ["1.31", "1.33"])
+def test_kubectl_logs_exec_attach_portforward(server, kubelet, ns, tmp_path, version):
+    kc = Kubectl(version, server, tmp_path)
+    make_pod(server, kubelet, ns, "web", annotations={"kubeplane.io/log-interval": "0.5"})
+
+    # logs: 30 s of lines at 0.5 s, the last 3 of them
+    r = kc.run("-n", ns, "logs", "web", "--tail=3")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3 and all(line.startswith("web app line ") for line in lines), lines
+    idx = [int(line.rsplit(" ", 1)[1]) for line in lines]
+    assert idx == [idx[0], idx[0] + 1, idx[0] + 2] and idx[0] >= 55, idx
+    r = kc.run("-n", ns, "logs", "web", "--tail=2", "--timestamps")
+    assert r.returncode == 0, r.stderr
+    stamp, text = r.stdout.splitlines()[0].split(" ", 1)
+    assert stamp.endswith("Z") and len(stamp) == len("2026-01-01T00:00:00.000000000Z"), stamp
+    assert text.startswith("web app line ")
+
+    # logs -f: new lines keep coming until kubectl is stopped
+    p = kc.popen("-n", ns, "logs", "-f", "web", "--tail=1")
+    try:
+        first = _read_until(p, "line", 10)
+        more = _read_until(p, "line", 10)
+    finally:
+        p.kill()
+        p.wait(5)
+    n1, n2 = int(first.split()[-1]), int(more.split()[-1])
+    assert n2 == n1 + 1, (first, more)
+
+    # exec: stdout, stdin, exit codes
+    r = kc.run("-n", ns, "exec", "web", "--", "echo", "hi")
+    assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr
+    r = kc.run("-n", ns, "exec", "-i", "web", "--", "cat", input="from stdin\nline two\n")
+    assert (r.returncode, r.stdout) == (0, "from stdin\nline two\n"), r.stderr
+    r = kc.run("-n", ns, "exec", "web", "--", "sh", "-c", "exit 3")
+    assert r.returncode == 3 and "command terminated with exit code 3" in r.stderr, (r.returncode, r.stderr)
+    r = kc.run("-n", ns, "exec", "web", "--", "false")
+    assert r.returncode == 1 and "command terminated with exit code 1" in r.stderr, (r.returncode, r.stderr)
+    r = kc.run("-n", ns, "exec", "web", "--", "no-such-tool")
+    assert r.returncode != 0 and 'exec: "no-such-tool": executable file not found in $PATH' in r.stderr, r.stderr
+
+    # attach: the container's output as it comes
+    p = kc.popen("-n", ns, "attach", "web")
+    try:
+        out = _read_until(p, "web app line", 10)
+    finally:
+        p.kill()
+        p.wait(5)
+    assert "web app line" in out, out
+
+    # port-forward: a TCP round trip through kubectl, the API server and the kubelet (echo)
+    local = _free_port()
+    p = kc.popen("-n", ns, "port-forward", "pod/web", f"{local}:8080")
+    try:
+        ready = _read_until(p, "Forwarding from", 15)
+        assert "Forwarding from 127.0.0.1:" in ready, (ready, p.stderr.read() if p.poll() is not None else "")
+        payload = b"ping through port-forward " * 100
+        assert _tcp_roundtrip(local, payload) == payload
+        assert _tcp_roundtrip(local, b"again") == b"again"
+    finally:
+        p.kill()
+        p.wait(5)
+
+    # nodes/proxy: the kubelet's own endpoints
+    r = kc.run("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/healthz")
+    assert (r.returncode, r.stdout) == (0, "ok"), r.stderr
+    r = kc.run("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/pods")
+    assert r.returncode == 0, r.stderr
+    assert any(p["metadata"]["name"] == "web" for p in json.loads(r.stdout)["items"])

@@ -142,3 +142,19 @@ def test_store_does_not_import_the_apiserver():
 
 def test_the_checker_sees_a_circle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_sim_and_apiserver_talk_over_http_only():
+    """kubeplane.sim (hollow nodes, their kubelet API) and the API server never import each
+    other: the API server reaches a simulated kubelet the way it reaches a real one."""
+    graph = _graph()
+    wrong = [f"{m} -> {d}" for m, deps in graph.items() for d in deps
+             if (m.startswith("kubeplane.sim") and d.startswith(API))
+             or (m.startswith(API) and d.startswith("kubeplane.sim"))]
+    assert wrong == []
+
+
+def test_the_sim_rule_sees_an_import():
+    graph = {"kubeplane.sim.kubelet.server": {"kubeplane.apiserver.transport.http"}}
+    assert [f"{m} -> {d}" for m, deps in graph.items() for d in deps
+            if m.startswith("kubeplane.sim") and d.startswith(API)] != []

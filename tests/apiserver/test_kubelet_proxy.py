@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -152,8 +153,43 @@ def _tcp_roundtrip(port: int, payload: bytes, timeout: float = 10) -> bytes:
             time.sleep(0.1)
 
 
+def _exec_and_forward(kc: Kubectl, ns: str, pod: str, *, env: dict[str, str] | None = None) -> str:
+    """exec (stdout, stdin, exit codes, an unknown command) and a port-forward round trip;
+    returns kubectl's -v=6 log of one exec and the port-forward, which tells the protocol."""
+    r = kc.run("-n", ns, "exec", pod, "-v=6", "--", "echo", "hi", env=env)
+    assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr
+    trace = r.stderr
+    r = kc.run("-n", ns, "exec", "-i", pod, "--", "cat", input="from stdin\nline two\n", env=env)
+    assert (r.returncode, r.stdout) == (0, "from stdin\nline two\n"), r.stderr
+    r = kc.run("-n", ns, "exec", pod, "--", "sh", "-c", "exit 3", env=env)
+    assert r.returncode == 3 and "command terminated with exit code 3" in r.stderr, (r.returncode, r.stderr)
+    r = kc.run("-n", ns, "exec", pod, "--", "false", env=env)
+    assert r.returncode == 1 and "command terminated with exit code 1" in r.stderr, (r.returncode, r.stderr)
+    r = kc.run("-n", ns, "exec", pod, "--", "no-such-tool", env=env)
+    assert r.returncode == 1 and "error executing command in container" in r.stderr \
+        and "no-such-tool" in r.stderr and "executable file not found in $PATH" in r.stderr, r.stderr
+
+    # port-forward: TCP round trips through kubectl, the API server and the kubelet (its echo)
+    local = _free_port()
+    p = subprocess.Popen([kc.binary, "-n", ns, "port-forward", f"pod/{pod}", f"{local}:8080", "-v=6"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                         env={**kc.env, **(env or {})})
+    try:
+        ready = _read_until(p, "Forwarding from", 15)
+        assert "Forwarding from 127.0.0.1:" in ready, ready
+        payload = b"ping through port-forward " * 2000          # 52 KB: several frames each way
+        assert _tcp_roundtrip(local, payload) == payload
+        assert _tcp_roundtrip(local, b"again") == b"again"
+    finally:
+        p.kill()
+        _, err = p.communicate(timeout=5)
+    return trace + err
+
+
 @pytest.mark.parametrize("version", ["1.31", "1.33"])
 def test_kubectl_logs_exec_attach_portforward(server, kubelet, ns, tmp_path, version):
+    """The default paths of kubectl 1.31+: exec and port-forward over WebSocket (GET
+    upgrades: v5.channel.k8s.io and SPDY tunneled in WebSocket)."""
     kc = Kubectl(version, server, tmp_path)
     make_pod(server, kubelet, ns, "web", annotations={"kubeplane.io/log-interval": "0.5"})
 
@@ -181,17 +217,11 @@ def test_kubectl_logs_exec_attach_portforward(server, kubelet, ns, tmp_path, ver
     n1, n2 = int(first.split()[-1]), int(more.split()[-1])
     assert n2 == n1 + 1, (first, more)
 
-    # exec: stdout, stdin, exit codes
-    r = kc.run("-n", ns, "exec", "web", "--", "echo", "hi")
-    assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr
-    r = kc.run("-n", ns, "exec", "-i", "web", "--", "cat", input="from stdin\nline two\n")
-    assert (r.returncode, r.stdout) == (0, "from stdin\nline two\n"), r.stderr
-    r = kc.run("-n", ns, "exec", "web", "--", "sh", "-c", "exit 3")
-    assert r.returncode == 3 and "command terminated with exit code 3" in r.stderr, (r.returncode, r.stderr)
-    r = kc.run("-n", ns, "exec", "web", "--", "false")
-    assert r.returncode == 1 and "command terminated with exit code 1" in r.stderr, (r.returncode, r.stderr)
-    r = kc.run("-n", ns, "exec", "web", "--", "no-such-tool")
-    assert r.returncode != 0 and 'exec: "no-such-tool": executable file not found in $PATH' in r.stderr, r.stderr
+    trace = _exec_and_forward(kc, ns, "web")
+    # both went over WebSocket: GET upgrades, no fallback to SPDY (POST)
+    assert re.search(r'GET.*/pods/web/exec\?.*101 Switching Protocols', trace, re.S), trace
+    assert re.search(r'GET.*/pods/web/portforward.*101 Switching Protocols', trace, re.S), trace
+    assert "fallback" not in trace and "POST" not in trace, trace
 
     # attach: the container's output as it comes
     p = kc.popen("-n", ns, "attach", "web")
@@ -202,22 +232,110 @@ def test_kubectl_logs_exec_attach_portforward(server, kubelet, ns, tmp_path, ver
         p.wait(5)
     assert "web app line" in out, out
 
-    # port-forward: a TCP round trip through kubectl, the API server and the kubelet (echo)
-    local = _free_port()
-    p = kc.popen("-n", ns, "port-forward", "pod/web", f"{local}:8080")
-    try:
-        ready = _read_until(p, "Forwarding from", 15)
-        assert "Forwarding from 127.0.0.1:" in ready, (ready, p.stderr.read() if p.poll() is not None else "")
-        payload = b"ping through port-forward " * 100
-        assert _tcp_roundtrip(local, payload) == payload
-        assert _tcp_roundtrip(local, b"again") == b"again"
-    finally:
-        p.kill()
-        p.wait(5)
-
     # nodes/proxy: the kubelet's own endpoints
     r = kc.run("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/healthz")
     assert (r.returncode, r.stdout) == (0, "ok"), r.stderr
     r = kc.run("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/pods")
     assert r.returncode == 0, r.stderr
     assert any(p["metadata"]["name"] == "web" for p in json.loads(r.stdout)["items"])
+
+
+@pytest.mark.parametrize("version,env", [
+    ("1.29", {}),
+    ("1.33", {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false", "KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"}),
+], ids=["1.29", "1.33-spdy"])
+def test_kubectl_spdy(server, kubelet, ns, tmp_path, version, env):
+    """Older kubectl, and new kubectl with WebSockets off, speak SPDY/3.1 (POST upgrades)."""
+    kc = Kubectl(version, server, tmp_path)
+    make_pod(server, kubelet, ns, "old")
+    trace = _exec_and_forward(kc, ns, "old", env=env)
+    assert re.search(r'POST.*/pods/old/exec\?.*101 Switching Protocols', trace, re.S), trace
+    assert re.search(r'POST.*/pods/old/portforward.*101 Switching Protocols', trace, re.S), trace
+
+
+def test_connect_errors_in_upstreams_form(server, kubelet, ns, tmp_path):
+    make_pod(server, kubelet, ns, "web")
+    make_pod(server, kubelet, ns, "two", containers=[{"name": "a", "image": "x"}, {"name": "b", "image": "x"}])
+    r = server.call("POST", f"/api/v1/namespaces/{ns}/pods", {"metadata": {"name": "nowhere"},
+                                                              "spec": {"containers": [{"name": "c", "image": "x"}]}})
+    assert r.status == 201, r
+    base = f"/api/v1/namespaces/{ns}/pods"
+
+    def status(path: str, code: int, reason: str, message: str) -> None:
+        r = server.call("GET", path)
+        assert r.status == code, (path, r)
+        st = r.json
+        assert (st["kind"], st["code"], st["reason"], st["message"]) == ("Status", code, reason, message), st
+
+    status(f"{base}/nowhere/exec?command=true&stdout=true", 400, "BadRequest", "pod nowhere does not have a host assigned")
+    status(f"{base}/nowhere/portforward?ports=80", 400, "BadRequest", "pod nowhere does not have a host assigned")
+    status(f"{base}/web/exec?command=true&stdout=true&container=nope", 400, "BadRequest",
+           "container nope is not valid for pod web")
+    status(f"{base}/web/log?container=nope", 400, "BadRequest", "container nope is not valid for pod web")
+    status(f"{base}/two/log", 400, "BadRequest", "a container name must be specified for pod two, choose one of: [a b]")
+    status(f"{base}/web/exec?stdout=true", 400, "BadRequest", "you must specify at least 1 command")
+    status(f"{base}/web/log?previous=true", 400, "BadRequest", 'previous terminated container "app" in pod "web" not found')
+    status(f"{base}/missing/log", 404, "NotFound", 'pods "missing" not found')
+    r = server.call("GET", f"{base}/web/log?tailLines=-1")
+    assert r.status == 422 and r.json["reason"] == "Invalid" and \
+        r.json["message"].startswith('PodLogOptions "web" is invalid: tailLines: Invalid value: -1'), r
+    # an unscheduled pod has an empty log (upstream: no location, an empty stream)
+    r = server.call("GET", f"{base}/nowhere/log")
+    assert (r.status, r.body) == (200, b""), r
+
+    # a node whose kubelet does not answer, and a node that does not exist
+    dead = _free_port()
+    r = server.call("POST", "/api/v1/nodes", {"metadata": {"name": f"dead-{ns}"}})
+    assert r.status == 201, r
+    r = server.call("PATCH", f"/api/v1/nodes/dead-{ns}/status", {"status": {
+        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": dead}}}}, content_type="application/merge-patch+json")
+    assert r.status == 200, r
+    try:
+        make_pod(server, kubelet, ns, "stranded", node=f"dead-{ns}")
+        r = server.call("GET", f"{base}/stranded/exec?command=true&stdout=true")
+        assert r.status == 500 and r.json["message"] == \
+            f"error dialing backend: dial tcp 127.0.0.1:{dead}: connect: connection refused", r
+        r = server.call("GET", f"{base}/stranded/log")
+        assert r.status == 500 and r.json["message"].startswith(f'Get "https://127.0.0.1:{dead}/containerLogs/{ns}/'
+                                                                f'stranded/app": dial tcp'), r
+        make_pod(server, kubelet, ns, "orphan", node=f"ghost-{ns}")
+        status(f"{base}/orphan/exec?command=true&stdout=true", 404, "NotFound", f'nodes "ghost-{ns}" not found')
+    finally:
+        server.call("DELETE", f"/api/v1/nodes/dead-{ns}")
+
+    # kubectl shows them as upstream's kubectl does
+    kc = Kubectl("1.33", server, tmp_path)
+    r = kc.run("-n", ns, "exec", "nowhere", "--", "true")
+    assert r.returncode == 1 and "pod nowhere does not have a host assigned" in r.stderr, r.stderr
+    r = kc.run("-n", ns, "logs", "web", "--previous")
+    assert r.returncode == 1 and r.stderr.strip() == \
+        'Error from server (BadRequest): previous terminated container "app" in pod "web" not found', r.stderr
+
+
+def test_discovery_lists_connect_subresources(server):
+    names = {r["name"]: r for r in server.call("GET", "/api/v1").json["resources"]}
+    for sub, kind, verbs in [("pods/log", "Pod", ["get"]),
+                             ("pods/exec", "PodExecOptions", ["create", "get"]),
+                             ("pods/attach", "PodAttachOptions", ["create", "get"]),
+                             ("pods/portforward", "PodPortForwardOptions", ["create", "get"]),
+                             ("pods/proxy", "PodProxyOptions", ["create", "delete", "get", "patch", "update"]),
+                             ("nodes/proxy", "NodeProxyOptions", ["create", "delete", "get", "patch", "update"]),
+                             ("services/proxy", "ServiceProxyOptions", ["create", "delete", "get", "patch", "update"])]:
+        assert names[sub]["kind"] == kind and names[sub]["verbs"] == verbs, names[sub]
+
+
+def test_python_client_stream_exec(server, kubelet, ns):
+    """The official kubernetes client's stream() (websocket-client, v4.channel.k8s.io)."""
+    kubernetes = pytest.importorskip("kubernetes")
+    from kubernetes.stream import stream
+
+    make_pod(server, kubelet, ns, "py")
+    api = kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config(server.kubeconfig))
+    out = stream(api.connect_get_namespaced_pod_exec, "py", ns, command=["echo", "from python"],
+                 stderr=True, stdin=False, stdout=True, tty=False, _request_timeout=10)
+    assert out == "from python\n"
+    resp = stream(api.connect_get_namespaced_pod_exec, "py", ns, command=["sh", "-c", "exit 7"],
+                  stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False, _request_timeout=10)
+    resp.run_forever(timeout=10)
+    assert resp.returncode == 7

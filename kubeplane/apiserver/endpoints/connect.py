@@ -228,7 +228,7 @@ class Connect:
     async def logs(self, req: Request, namespace: str, name: str) -> Response | None:
         pod = await self._get("pods", namespace, name)
         container = self._container(pod, req.param("container") or "")
-        params = _log_params(req)
+        params = _log_params(req, name)
         node = (pod.get("spec") or {}).get("nodeName")
         if not node:      # upstream: an empty location, so an empty log
             return Response(200, b"", content_type="text/plain")
@@ -318,7 +318,7 @@ def _backend_error(status: int, text: str, name: str) -> APIError:
                                                 "causes": [{"reason": "UnexpectedServerResponse", "message": text}]})
 
 
-def _log_params(req: Request) -> list[tuple[str, str]]:
+def _log_params(req: Request, name: str) -> list[tuple[str, str]]:
     """PodLogOptions from the query, checked as upstream validates them, in the kubelet's
     parameter names."""
     params: list[tuple[str, str]] = []
@@ -331,12 +331,12 @@ def _log_params(req: Request) -> list[tuple[str, str]]:
             if v.lower() in ("true", "1", ""):
                 params.append((flag, "true"))
     ints: dict[str, int] = {}
-    for name in ("sinceSeconds", "tailLines", "limitBytes"):
-        v = req.param(name)
+    for key in ("sinceSeconds", "tailLines", "limitBytes"):
+        v = req.param(key)
         if v is None or v == "":
             continue
         try:
-            ints[name] = int(v)
+            ints[key] = int(v)
         except ValueError:
             raise errors.bad_request(f'strconv.ParseInt: parsing "{v}": invalid syntax') from None
     if "tailLines" in ints and ints["tailLines"] < 0:
@@ -353,10 +353,10 @@ def _log_params(req: Request) -> list[tuple[str, str]]:
         causes.append(Cause("FieldValueForbidden", "",
                             "Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified"))
     if causes:
-        raise errors.invalid("", "PodLogOptions", "", causes)
-    for name in ("sinceSeconds", "tailLines", "limitBytes"):
-        if name in ints:
-            params.append((name, str(ints[name])))
+        raise errors.invalid("", "PodLogOptions", name, causes)
+    for key in ("sinceSeconds", "tailLines", "limitBytes"):
+        if key in ints:
+            params.append((key, str(ints[key])))
     if since_time:
         params.append(("sinceTime", since_time))
     return params

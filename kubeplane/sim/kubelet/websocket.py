@@ -8,6 +8,7 @@ buffer), at most `MAX_MESSAGE` bytes each.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Sequence
 
 from websockets.datastructures import Headers
@@ -20,6 +21,15 @@ from websockets.typing import Subprotocol
 from .http import Request
 
 MAX_MESSAGE = 1 << 20
+_NOT_TOKEN = re.compile(r"[^A-Za-z0-9!#$%&'*+.^_`|~-]")
+
+
+def _token(subprotocol: str) -> str:
+    """A subprotocol as an RFC 7230 token: kubectl offers `SPDY/3.1+portforward.k8s.io`,
+    which Go accepts and the websockets library's parser does not ("/" is no token
+    character); the handshake goes through with a stand-in, and the answer names the
+    original."""
+    return _NOT_TOKEN.sub("-", subprotocol)
 
 
 def is_websocket(req: Request) -> bool:
@@ -42,21 +52,28 @@ class WebSocket:
     async def accept(cls, req: Request, subprotocols: Sequence[str]) -> "WebSocket | None":
         """Complete the handshake choosing the first of `subprotocols` the client offers;
         None when the handshake failed (the error response has been written)."""
-        proto = ServerProtocol(subprotocols=[Subprotocol(s) for s in subprotocols], max_size=MAX_MESSAGE)
-        # the protocol parses the handshake itself: hand it the head as it came
+        originals = {_token(s): s for s in subprotocols}
+        proto = ServerProtocol(subprotocols=[Subprotocol(t) for t in originals], max_size=MAX_MESSAGE)
+        # the protocol parses the handshake itself: hand it the head as it came (subprotocols as tokens)
         target = req.path + (f"?{req.raw_query}" if req.raw_query else "")
-        raw = f"GET {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in req.header_items) + "\r\n"
+        items = [(k, ", ".join(_token(p.strip()) for p in v.split(",")) if k.lower() == "sec-websocket-protocol"
+                  else v) for k, v in req.header_items]
+        raw = f"GET {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in items) + "\r\n"
         proto.receive_data(raw.encode("latin-1", "replace"))
         wreq = next((e for e in proto.events_received() if isinstance(e, WSRequest)), None)
         if wreq is None:
             return None
         resp = proto.accept(wreq)
+        chosen = originals.get(proto.subprotocol or "", "")
+        if resp.status_code == 101 and chosen:
+            del resp.headers["Sec-WebSocket-Protocol"]
+            resp.headers["Sec-WebSocket-Protocol"] = chosen
         proto.send_response(resp)
         ws = cls(req, proto)
         await ws._flush()
         if resp.status_code != 101:
             return None
-        ws.subprotocol = proto.subprotocol or ""
+        ws.subprotocol = chosen
         return ws
 
     async def _flush(self) -> None:

@@ -339,3 +339,29 @@ def test_python_client_stream_exec(server, kubelet, ns):
                   stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False, _request_timeout=10)
     resp.run_forever(timeout=10)
     assert resp.returncode == 7
+
+
+def test_standalone_kubelet_looks_pods_up(server, ns, tmp_path):
+    """`python -m kubeplane.sim.kubelet --register`: its own process, nodes registered with
+    their endpoint, pods looked up in the API server when a request names them."""
+    import sys
+    node = f"solo-{ns}"[:60]
+    p = subprocess.Popen([sys.executable, "-m", "kubeplane.sim.kubelet", "--kubeconfig", server.kubeconfig,
+                          "--node", node, "--address", "127.0.0.5", "--register"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = _read_until(p, "kubelet", 20)
+        assert line.startswith(f"node {node} kubelet 127.0.0.5:"), (line, p.poll())
+        r = server.call("POST", f"/api/v1/namespaces/{ns}/pods", {
+            "metadata": {"name": "solo", "annotations": {"kubeplane.io/log-lines": "hello from solo"}},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]}})
+        assert r.status == 201, r
+        kc = Kubectl("1.33", server, tmp_path)
+        r = kc.run("-n", ns, "logs", "solo", "--tail=1")
+        assert (r.returncode, r.stdout) == (0, "hello from solo\n"), r.stderr
+        r = kc.run("-n", ns, "exec", "solo", "--", "hostname")
+        assert (r.returncode, r.stdout) == (0, "solo\n"), r.stderr
+    finally:
+        p.terminate()
+        p.wait(10)
+        server.call("DELETE", f"/api/v1/nodes/{node}")

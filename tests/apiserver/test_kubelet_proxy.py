@@ -365,3 +365,26 @@ def test_standalone_kubelet_looks_pods_up(server, ns, tmp_path):
         p.terminate()
         p.wait(10)
         server.call("DELETE", f"/api/v1/nodes/{node}")
+
+
+def test_connect_requests_are_long_running_and_skip_flow_control():
+    """upstream's long-running check (subresources attach, exec, log, portforward, proxy):
+    no deadline, and APF lets them through untracked (a held exec takes no seat)."""
+    from kubeplane.apiserver.server.filters import Admission
+    from kubeplane.apiserver.server.requestinfo import request_info
+
+    for path in ("/api/v1/namespaces/ns/pods/p/log", "/api/v1/namespaces/ns/pods/p/exec",
+                 "/api/v1/namespaces/ns/pods/p/attach", "/api/v1/namespaces/ns/pods/p/portforward",
+                 "/api/v1/namespaces/ns/pods/p/proxy/x/y", "/api/v1/nodes/n/proxy/healthz",
+                 "/api/v1/namespaces/ns/services/s/proxy/"):
+        ri = request_info("GET", path, "")
+        assert ri.long_running and ri.verb == "get", path
+
+    class NoSeats:
+        async def admit(self, *a):
+            raise AssertionError("a long-running request must not ask flow control for seats")
+
+    adm = Admission(NoSeats())
+    ri = request_info("POST", "/api/v1/namespaces/ns/pods/p/exec", "command=true")
+    assert asyncio.run(adm.enter(ri, {}, 60.0)) is None
+    assert not request_info("GET", "/api/v1/namespaces/ns/pods/p/status", "").long_running

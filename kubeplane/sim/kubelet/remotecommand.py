@@ -151,12 +151,14 @@ async def serve_websocket(req: Request, opts: Options, run: Run) -> None:
     out = writer(STDOUT) if opts.stdout else _discard
     err = (out if opts.tty else writer(STDERR)) if opts.stderr else _discard
     work = asyncio.ensure_future(run(read if opts.stdin else None, out, err))
-    await asyncio.wait([work, asyncio.ensure_future(gone.wait())], return_when=asyncio.FIRST_COMPLETED)
+    ended = asyncio.ensure_future(gone.wait())
+    await asyncio.wait([work, ended], return_when=asyncio.FIRST_COMPLETED)
+    ended.cancel()
     if work.done() and not work.cancelled():
         msg = status_message(proto, work.result(), opts.command)
         if msg:
             await ws.send(bytes([ERROR]) + msg)
-    else:
+    else:                          # the client went away: stop the command
         work.cancel()
     await ws.close()
     rtask.cancel()
@@ -231,7 +233,9 @@ async def serve_spdy(req: Request, opts: Options, run: Run) -> None:
     out = writer("stdout") if opts.stdout else _discard
     err = (out if opts.tty else writer("stderr")) if opts.stderr else _discard
     work = asyncio.ensure_future(run(read if opts.stdin else None, out, err))
-    await asyncio.wait([work, asyncio.ensure_future(closed.wait())], return_when=asyncio.FIRST_COMPLETED)
+    ended = asyncio.ensure_future(closed.wait())
+    await asyncio.wait([work, ended], return_when=asyncio.FIRST_COMPLETED)
+    ended.cancel()
     if work.done() and not work.cancelled():
         msg = status_message(proto, work.result(), opts.command)
         if msg:

@@ -37,7 +37,11 @@ PodLookup = Callable[[str, str], Awaitable[dict[str, Any] | None]]
 
 
 def _text(status: int, msg: str) -> Response:
-    return Response(status, (msg + "\n").encode() if status == 404 and msg == "404 page not found" else msg.encode())
+    """A plain-text error, as the kubelet's go-restful handlers write them."""
+    return Response(status, msg.encode())
+
+
+NOT_FOUND = Response(404, b"404 page not found\n")     # Go's http.NotFound, for unknown paths
 
 
 class KubeletServer:
@@ -108,7 +112,7 @@ class KubeletServer:
         self.requests += 1
         parts = [p for p in req.path.split("/") if p]
         if not parts:
-            return _text(404, "404 page not found")
+            return NOT_FOUND
         head_, rest = parts[0], parts[1:]
         if head_ == "healthz" and not rest:
             return Response(200, b"ok")
@@ -122,7 +126,7 @@ class KubeletServer:
             return await self._remotecommand(req, head_, *rest[-3:])
         if head_ == "portForward" and len(rest) in (2, 3):
             return await self._portforward(req, *rest[-2:])
-        return _text(404, "404 page not found")
+        return NOT_FOUND
 
     def _node_pods(self, req: Request) -> list[dict[str, Any]]:
         nodes = self._nodes_at(req.local)

@@ -388,3 +388,22 @@ def test_connect_requests_are_long_running_and_skip_flow_control():
     ri = request_info("POST", "/api/v1/namespaces/ns/pods/p/exec", "command=true")
     assert asyncio.run(adm.enter(ri, {}, 60.0)) is None
     assert not request_info("GET", "/api/v1/namespaces/ns/pods/p/status", "").long_running
+
+
+def test_python_client_portforward(server, kubelet, ns):
+    """The Python client's portforward(): the WebSocket channel protocol (v4.channel.k8s.io)."""
+    kubernetes = pytest.importorskip("kubernetes")
+    from kubernetes.stream import portforward
+
+    make_pod(server, kubelet, ns, "pyfw")
+    api = kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config(server.kubeconfig))
+    pf = portforward(api.connect_get_namespaced_pod_portforward, "pyfw", ns, ports="8080")
+    sock = pf.socket(8080)
+    sock.settimeout(10)
+    sock.sendall(b"echo through the python client")
+    got = b""
+    while len(got) < 30:
+        got += sock.recv(100)
+    assert got == b"echo through the python client"
+    sock.close()
+    assert pf.error(8080) is None

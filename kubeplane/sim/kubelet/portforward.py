@@ -1,6 +1,9 @@
 """port-forward: the `portforward.k8s.io` protocol over SPDY/3.1, plain (kubectl 1.30 and
 older: `Upgrade: SPDY/3.1`) or tunneled in WebSocket binary messages (kubectl 1.31+:
-subprotocol `SPDY/3.1+portforward.k8s.io`).
+subprotocol `SPDY/3.1+portforward.k8s.io`); and the WebSocket channel form of
+`v4.channel.k8s.io` that other clients (the Python client's `portforward()`) use: the ports
+come in the `port` query parameter, port i has data channel 2i and error channel 2i+1, and
+each channel's first message is its port (two bytes, little-endian); one connection per port.
 
 For every local connection kubectl opens two streams with the same `requestID` and
 `port` headers: `streamType: error` (which it closes at once and reads) and `streamType:
@@ -21,6 +24,7 @@ from .websocket import WebSocket
 
 PROTOCOL = "portforward.k8s.io"
 TUNNEL = "SPDY/3.1+" + PROTOCOL
+CHANNELS = ("v4.channel.k8s.io", "channel.k8s.io")
 PAIR_WAIT = 30.0       # upstream's streamCreationTimeout: how long one half waits for the other
 
 
@@ -88,9 +92,12 @@ class Forwarder:
         error.close()
 
     def _fail(self, error: spdy.Stream, data: spdy.Stream, port: int, why: str) -> None:
-        error.write(f"error forwarding port {port} to pod {self.pod_name}, uid {self.uid}: {why}".encode())
+        error.write(self.error_text(port, why).encode())
         error.close()
         data.close()
+
+    def error_text(self, port: int, why: str) -> str:
+        return f"error forwarding port {port} to pod {self.pod_name}, uid {self.uid}: {why}"
 
     @staticmethod
     async def _echo(data: spdy.Stream) -> None:
@@ -157,8 +164,11 @@ async def serve_spdy(req: Request, pod: dict[str, Any]) -> None:
 
 
 async def serve_websocket(req: Request, pod: dict[str, Any]) -> None:
-    ws = await WebSocket.accept(req, [TUNNEL])
+    ws = await WebSocket.accept(req, [TUNNEL, *CHANNELS])
     if ws is None:
+        return
+    if ws.subprotocol != TUNNEL:
+        await _serve_channels(ws, req, pod)
         return
     fwd = Forwarder(pod)
     pending: list[bytes] = []
@@ -188,4 +198,60 @@ async def serve_websocket(req: Request, pod: dict[str, Any]) -> None:
         session.close()
         fwd.close()
         await drain()
+        await ws.close()
+
+
+async def _serve_channels(ws: WebSocket, req: Request, pod: dict[str, Any]) -> None:
+    """The channel form: one connection per port for the WebSocket's lifetime."""
+    try:
+        ports = [int(p) for v in req.query.get("port", []) for p in v.split(",") if p]
+    except ValueError:
+        ports = []
+    fwd = Forwarder(pod)
+    inbox: list[asyncio.Queue[bytes]] = [asyncio.Queue(16) for _ in ports]
+    for i, port in enumerate(ports):             # every channel starts with its port number
+        await ws.send(bytes([2 * i]) + port.to_bytes(2, "little"))
+        await ws.send(bytes([2 * i + 1]) + port.to_bytes(2, "little"))
+
+    async def one(i: int, port: int) -> None:
+        async def out(data: bytes) -> None:
+            await ws.send(bytes([2 * i]) + data)
+        try:
+            target = forward_target(pod, port)
+            if target is None:
+                while chunk := await inbox[i].get():
+                    await out(chunk)
+                return
+            reader, writer = await asyncio.open_connection(*target)
+        except (ValueError, OSError) as e:
+            why = str(e) if isinstance(e, ValueError) else f"failed to connect to {target}: {e.strerror or e}"
+            await ws.send(bytes([2 * i + 1]) + fwd.error_text(port, why).encode())
+            return
+
+        async def up() -> None:
+            while chunk := await inbox[i].get():
+                writer.write(chunk)
+                await writer.drain()
+        t = asyncio.ensure_future(up())
+        try:
+            while chunk := await reader.read(32 << 10):
+                await out(chunk)
+        except ConnectionError:
+            pass
+        finally:
+            t.cancel()
+            writer.close()
+
+    workers = [asyncio.ensure_future(one(i, p)) for i, p in enumerate(ports)]
+    try:
+        while (msg := await ws.recv()) is not None:
+            ch = msg[0] if msg else 255
+            if ch % 2 == 0 and ch // 2 < len(ports) and len(msg) > 1:
+                await inbox[ch // 2].put(msg[1:])
+    finally:
+        for q in inbox:
+            if not q.full():
+                q.put_nowait(b"")
+        for w in workers:
+            w.cancel()
         await ws.close()

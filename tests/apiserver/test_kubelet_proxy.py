@@ -64,7 +64,7 @@ def kubelet(server: ServerProc):
 
 
 def make_pod(server: ServerProc, kubelet: KubeletThread, ns: str, name: str, *, node: str | None = NODE,
-             containers: list[dict] | None = None, annotations: dict | None = None) -> dict:
+             containers: list[dict] | None = None, annotations: dict | None = None, ip: str = "10.244.0.5") -> dict:
     """Create a pod bound to `node`, mark it Running with its containers started 30 s ago,
     and tell the kubelet about it (as the simulator's informer would)."""
     containers = containers or [{"name": "app", "image": "busybox"}]
@@ -78,7 +78,7 @@ def make_pod(server: ServerProc, kubelet: KubeletThread, ns: str, name: str, *, 
     assert r.status == 201, r
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 30))
     r = server.call("PATCH", f"/api/v1/namespaces/{ns}/pods/{name}/status", {"status": {
-        "phase": "Running", "startTime": started, "podIP": "10.244.0.5", "podIPs": [{"ip": "10.244.0.5"}],
+        "phase": "Running", "startTime": started, "podIP": ip, "podIPs": [{"ip": ip}],
         "containerStatuses": [{"name": c["name"], "image": c["image"], "imageID": "", "ready": True,
                                "restartCount": 0, "started": True,
                                "state": {"running": {"startedAt": started}}} for c in containers]}},
@@ -303,6 +303,16 @@ def test_connect_errors_in_upstreams_form(server, kubelet, ns, tmp_path):
         status(f"{base}/orphan/exec?command=true&stdout=true", 404, "NotFound", f'nodes "ghost-{ns}" not found')
     finally:
         server.call("DELETE", f"/api/v1/nodes/dead-{ns}")
+
+    # the pod and service proxies: loopback pod IPs are refused, a service needs endpoints
+    make_pod(server, kubelet, ns, "loop", ip="127.0.0.1")
+    status(f"{base}/loop/proxy/", 400, "BadRequest", "address not allowed")
+    r = server.call("POST", f"/api/v1/namespaces/{ns}/services", {"metadata": {"name": "svc"},
+                                                                  "spec": {"ports": [{"port": 80}]}})
+    assert r.status == 201, r
+    status(f"/api/v1/namespaces/{ns}/services/svc/proxy/x", 503, "ServiceUnavailable",
+           'no endpoints available for service "svc"')
+    status(f"/api/v1/namespaces/{ns}/services/nosvc/proxy/x", 404, "NotFound", 'services "nosvc" not found')
 
     # kubectl shows them as upstream's kubectl does
     kc = Kubectl("1.33", server, tmp_path)

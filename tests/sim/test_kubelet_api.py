@@ -161,6 +161,9 @@ async def test_exec_scripted_and_real_commands(kubelet):
     assert b"executable file not found" in got[3]
     kubelet.set_pod(pod("real", annotations={"kubeplane.io/exec-real-commands": "true"}))
     _, got = await _exec(kubelet, "command=uname&output=1&error=1", ["v5.channel.k8s.io"], pod_name="real")
+    assert b"executable file not found" in got[3]         # the kubelet did not allow real commands
+    kubelet.allow_real_commands = True
+    _, got = await _exec(kubelet, "command=uname&output=1&error=1", ["v5.channel.k8s.io"], pod_name="real")
     assert got[1] == b"Linux\n" and json.loads(got[3])["status"] == "Success"
 
 

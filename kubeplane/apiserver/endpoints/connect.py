@@ -293,6 +293,8 @@ class Connect:
             if upgrade:      # no switch: answer what the backend said, bounded
                 body = await be.read_all(MAX_ERROR_BODY)
                 return Response(head.status, body, hs, content_type=ctype)
+            if req.method == "HEAD":     # a HEAD answer has no body, whatever its Content-Length says
+                return Response(head.status, b"", hs, content_type=ctype)
             stream = req.start_stream(head.status, hs + ([("Content-Type", ctype)] if ctype else []))
             async for chunk in be.body():
                 stream.write(chunk)

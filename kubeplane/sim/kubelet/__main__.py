@@ -31,6 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--address", default="127.0.0.2", help="the first node's loopback address")
     p.add_argument("--port", type=int, default=0, help="the kubelet port of every node (0: a free one)")
     p.add_argument("--register", action="store_true", help="create the Nodes and publish their kubelet endpoint")
+    p.add_argument("--allow-real-commands", action="store_true",
+                   help="let pods annotated kubeplane.io/exec-real-commands=true run real commands on this host")
     p.add_argument("--client-ca", default=None, help="require API server client certificates signed by this CA")
     args = p.parse_args(argv)
     first = ipaddress.ip_address(args.address)
@@ -41,7 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def run(args: argparse.Namespace) -> None:
     api = APIClient(args.kubeconfig)
-    kubelet = KubeletServer(lookup=api.get_pod, client_ca=args.client_ca)
+    kubelet = KubeletServer(lookup=api.get_pod, client_ca=args.client_ca,
+                            allow_real_commands=args.allow_real_commands)
     first = ipaddress.ip_address(args.address)
     port = args.port
     for i, name in enumerate(args.node):

@@ -72,8 +72,8 @@ Run = Callable[[Callable[[], Awaitable[bytes]] | None, Callable[[bytes], Awaitab
                 Callable[[bytes], Awaitable[None]]], Awaitable[ExecResult]]
 
 
-def exec_runner(pod: dict[str, Any], container: str, opts: Options) -> Run:
-    ex = Exec(pod, container)
+def exec_runner(pod: dict[str, Any], container: str, opts: Options, allow_real: bool = False) -> Run:
+    ex = Exec(pod, container, allow_real)
     return lambda read, out, err: ex.run(opts.command, read, out, err)
 
 

@@ -10,8 +10,12 @@ Annotations (all optional):
 | `kubeplane.io/log-lines` | the log text; its lines are emitted in turn, over and over | `<pod> <container> line <i>` |
 | `kubeplane.io/log-interval` | seconds between two log lines (float) | `1` |
 | `kubeplane.io/exec` | JSON: command line -> `{"stdout": .., "stderr": .., "exitCode": N}` | the built-in commands |
-| `kubeplane.io/exec-real-commands` | `"true"`: run exec commands as real processes on this host | off |
+| `kubeplane.io/exec-real-commands` | `"true"`: run exec commands as real processes on this host, if the kubelet allows it (`allow_real_commands`) | off |
 | `kubeplane.io/port-forward-<port>` | `host:port` (loopback only) that container port `<port>` forwards to | an echo |
+
+Whoever may create pods may set annotations, so real commands need both: the process
+running the kubelet opts in (`KubeletServer(allow_real_commands=True)`, `--allow-real-commands`)
+and the pod asks; otherwise the annotation is ignored.
 
 Logs are deterministic: line i of a container is stamped `start + i * interval`, `start`
 being the container's `startedAt`, else the pod's `status.startTime`, else its creation
@@ -161,10 +165,11 @@ class Exec:
     """Runs a command for one container: the pod's scripted answers first, then (only
     when the pod enables it) a real process, else the built-in commands."""
 
-    def __init__(self, pod: dict[str, Any], container: str):
+    def __init__(self, pod: dict[str, Any], container: str, allow_real: bool = False):
         self.pod = pod
         self.container = container
         self.ann = _annotations(pod)
+        self.allow_real = allow_real
 
     def env(self) -> list[str]:
         md = self.pod.get("metadata") or {}
@@ -184,7 +189,7 @@ class Exec:
             if scripted.get("stderr"):
                 await err(str(scripted["stderr"]).encode())
             return ExecResult(int(scripted.get("exitCode", 0)))
-        if self.ann.get(A_REAL) == "true":
+        if self.allow_real and self.ann.get(A_REAL) == "true":
             return await self._real(argv, read, out, err)
         return await self._builtin(argv, read, out, err)
 

@@ -46,11 +46,13 @@ NOT_FOUND = Response(404, b"404 page not found\n")     # Go's http.NotFound, for
 
 class KubeletServer:
     """Pods come from `set_pod` (what the simulator's informer sees) or, for pods it was
-    not told about, from `lookup` (e.g. a GET against the API server)."""
+    not told about, from `lookup` (e.g. a GET against the API server). Exec never runs a
+    real program unless `allow_real_commands` and the pod's annotation both say so."""
 
     def __init__(self, lookup: PodLookup | None = None, client_ca: str | None = None,
-                 now: Callable[[], float] = time.time):
+                 now: Callable[[], float] = time.time, allow_real_commands: bool = False):
         self.lookup = lookup
+        self.allow_real_commands = allow_real_commands   # honour kubeplane.io/exec-real-commands
         self.client_ca = client_ca
         self.now = now
         self.pods: dict[tuple[str, str], dict[str, Any]] = {}
@@ -196,7 +198,10 @@ class KubeletServer:
             return _text(400, "you must specify at least 1 command")
         if not (opts.stdin or opts.stdout or opts.stderr):
             return _text(400, "you must specify at least 1 of stdin, stdout, stderr")
-        run = (remotecommand.exec_runner if kind == "exec" else remotecommand.attach_runner)(pod, container, opts)
+        if kind == "exec":
+            run = remotecommand.exec_runner(pod, container, opts, self.allow_real_commands)
+        else:
+            run = remotecommand.attach_runner(pod, container, opts)
         if is_websocket(req):
             await remotecommand.serve_websocket(req, opts, run)
         elif req.headers.get("upgrade", "").lower().startswith("spdy/3.1"):

@@ -30,13 +30,14 @@ KUBELET_HOST = "127.0.0.2"
 
 
 class KubeletThread:
-    """A KubeletServer on an event loop in a daemon thread."""
+    """A KubeletServer on an event loop in a daemon thread; with `client_ca` it lets in only
+    clients with a certificate that CA signed (the API server's kubelet client certificate)."""
 
-    def __init__(self) -> None:
+    def __init__(self, client_ca: str | None = None) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.server = KubeletServer()
+        self.server = KubeletServer(client_ca=client_ca)
 
     def call(self, coro, timeout: float = 10):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -48,7 +49,7 @@ class KubeletThread:
 
 @pytest.fixture(scope="module")
 def kubelet(server: ServerProc):
-    k = KubeletThread()
+    k = KubeletThread(client_ca=str(server.data_dir / "pki" / "ca.crt"))
     host, port = k.call(k.server.add_node(NODE, KUBELET_HOST, 0))
     r = server.call("POST", "/api/v1/nodes", {"metadata": {"name": NODE}})
     assert r.status in (201, 409), r
@@ -417,3 +418,28 @@ def test_python_client_portforward(server, kubelet, ns):
     assert got == b"echo through the python client"
     sock.close()
     assert pf.error(8080) is None
+
+
+def test_kubelet_lets_in_only_the_api_servers_certificate(server, kubelet):
+    """The kubelet requires a client certificate from the cluster CA: the API server shows
+    its kubelet client certificate (every kubectl call above went through it); a client
+    without one does not get in."""
+    import ssl
+
+    def healthz(ctx: ssl.SSLContext) -> bytes:
+        """The kubelet's answer, b"" when the TLS handshake refused us."""
+        try:
+            with socket.create_connection((KUBELET_HOST, kubelet.port), timeout=5) as raw:
+                with ctx.wrap_socket(raw) as s:
+                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    return s.recv(100)     # TLS 1.3: a refused certificate shows at the first read
+        except (ssl.SSLError, ConnectionError):
+            return b""
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    assert healthz(ctx) == b""
+    ctx.load_cert_chain(str(server.data_dir / "pki" / "apiserver-kubelet-client.crt"),
+                        str(server.data_dir / "pki" / "apiserver-kubelet-client.key"))
+    assert healthz(ctx).startswith(b"HTTP/1.1 200 OK")

@@ -7,7 +7,8 @@ PortForwardLocation, ResourceLocation; node/strategy.go; service/proxy.go) and p
   ExternalIP, Hostname: kubeadm's --kubelet-preferred-address-types) and
   `status.daemonEndpoints.kubeletEndpoint.Port` (10250 when unset), over HTTPS without
   verifying the kubelet's certificate (upstream's default without
-  --kubelet-certificate-authority);
+  --kubelet-certificate-authority), showing the API server's kubelet client certificate
+  (`pki/apiserver-kubelet-client.crt`, CN kube-apiserver-kubelet-client, O system:masters);
 - to a pod (`pods/proxy`, `services/proxy` through the service's Endpoints): its IP,
   which must be a global unicast address, as upstream insists.
 
@@ -36,7 +37,7 @@ from ..machinery.errors import APIError, Cause
 from ..registry.registry import Registry
 from ..registry.storage import ObjectStore
 from ..transport.http import Request, Response
-from .backend import BackendConnection, BackendError, splice
+from .backend import BackendConnection, BackendError, backend_tls, splice
 
 CONNECT_SUBRESOURCES = {"pods": ("log", "exec", "attach", "portforward", "proxy"), "nodes": ("proxy",),
                         "services": ("proxy",)}
@@ -78,6 +79,11 @@ class Connect:
     def __init__(self, objects: ObjectStore, registry: Registry):
         self.objects = objects
         self.registry = registry
+        self.tls = backend_tls()       # no client certificate until use_client_certificate
+
+    def use_client_certificate(self, cert: str, key: str) -> None:
+        """Show this certificate to kubelets and pods dialled over HTTPS."""
+        self.tls = backend_tls(cert, key)
 
     def _info(self, plural: str) -> Any:
         info = self.registry.get("", "v1", plural)
@@ -235,7 +241,7 @@ class Connect:
         host, port = await self.kubelet(node)
         loc = Location("https", host, port, f"/containerLogs/{namespace}/{name}/{container}", urlencode(params))
         try:
-            be = await BackendConnection.open("https", host, port)
+            be = await BackendConnection.open("https", host, port, self.tls)
         except BackendError as e:
             raise APIError(500, "", f'Get "https://{loc.hostport}{loc.target}": {e}') from None
         try:
@@ -262,7 +268,7 @@ class Connect:
         """Send the client's request to `loc` and its answer back; splice after a 101."""
         upgrade = req.upgrade
         try:
-            be = await BackendConnection.open(loc.scheme, loc.host, loc.port)
+            be = await BackendConnection.open(loc.scheme, loc.host, loc.port, self.tls)
         except BackendError as e:
             code = 500 if dial_error == "error dialing backend" else 503
             raise APIError(code, "" if code == 500 else "ServiceUnavailable", f"{dial_error}: {e}") from None

@@ -46,10 +46,12 @@ NOT_FOUND = Response(404, b"404 page not found\n")     # Go's http.NotFound, for
 
 class KubeletServer:
     """Pods come from `set_pod` (what the simulator's informer sees) or, for pods it was
-    not told about, from `lookup` (e.g. a GET against the API server). Exec never runs a
-    real program unless `allow_real_commands` and the pod's annotation both say so."""
+    not told about, from `lookup` (e.g. a GET against the API server). With `client_ca`
+    (a PEM file or bytes) only clients with a certificate it signed get in (the API
+    server shows its kubelet client certificate). Exec never runs a real program unless
+    `allow_real_commands` and the pod's annotation both say so."""
 
-    def __init__(self, lookup: PodLookup | None = None, client_ca: str | None = None,
+    def __init__(self, lookup: PodLookup | None = None, client_ca: str | bytes | None = None,
                  now: Callable[[], float] = time.time, allow_real_commands: bool = False):
         self.lookup = lookup
         self.allow_real_commands = allow_real_commands   # honour kubeplane.io/exec-real-commands

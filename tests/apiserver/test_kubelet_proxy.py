@@ -443,3 +443,15 @@ def test_kubelet_lets_in_only_the_api_servers_certificate(server, kubelet):
     ctx.load_cert_chain(str(server.data_dir / "pki" / "apiserver-kubelet-client.crt"),
                         str(server.data_dir / "pki" / "apiserver-kubelet-client.key"))
     assert healthz(ctx).startswith(b"HTTP/1.1 200 OK")
+
+
+def test_an_upgrade_nobody_takes_is_answered_and_the_connection_closed(server):
+    """The transport stops parsing at an Upgrade request: a handler that does not take the
+    connection over answers normally, and nothing after it on the connection is read as HTTP."""
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=10) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+                  b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"ok") and data.count(b"HTTP/1.1") == 1, data

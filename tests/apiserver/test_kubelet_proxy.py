@@ -248,10 +248,18 @@ def test_kubectl_logs_exec_attach_portforward(server, kubelet, ns, tmp_path, ver
 def test_kubectl_spdy(server, kubelet, ns, tmp_path, version, env):
     """Older kubectl, and new kubectl with WebSockets off, speak SPDY/3.1 (POST upgrades)."""
     kc = Kubectl(version, server, tmp_path)
-    make_pod(server, kubelet, ns, "old")
+    make_pod(server, kubelet, ns, "old", annotations={"kubeplane.io/log-interval": "0.2"})
     trace = _exec_and_forward(kc, ns, "old", env=env)
     assert re.search(r'POST.*/pods/old/exec\?.*101 Switching Protocols', trace, re.S), trace
     assert re.search(r'POST.*/pods/old/portforward.*101 Switching Protocols', trace, re.S), trace
+    p = subprocess.Popen([kc.binary, "-n", ns, "attach", "old"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL, text=True, env={**kc.env, **env})
+    try:
+        out = _read_until(p, "old app line", 10)
+    finally:
+        p.kill()
+        p.wait(5)
+    assert "old app line" in out, out
 
 
 def test_connect_errors_in_upstreams_form(server, kubelet, ns, tmp_path):

@@ -270,8 +270,10 @@ def test_connect_errors_in_upstreams_form(server, kubelet, ns, tmp_path):
     assert r.status == 201, r
     base = f"/api/v1/namespaces/{ns}/pods"
 
+    upgrade = {"Connection": "Upgrade", "Upgrade": "SPDY/3.1", "X-Stream-Protocol-Version": "v4.channel.k8s.io"}
+
     def status(path: str, code: int, reason: str, message: str) -> None:
-        r = server.call("GET", path)
+        r = server.call("GET", path, headers=upgrade if re.search(r"/(exec|attach|portforward)\b", path) else None)
         assert r.status == code, (path, r)
         st = r.json
         assert (st["kind"], st["code"], st["reason"], st["message"]) == ("Status", code, reason, message), st
@@ -283,6 +285,10 @@ def test_connect_errors_in_upstreams_form(server, kubelet, ns, tmp_path):
     status(f"{base}/web/log?container=nope", 400, "BadRequest", "container nope is not valid for pod web")
     status(f"{base}/two/log", 400, "BadRequest", "a container name must be specified for pod two, choose one of: [a b]")
     status(f"{base}/web/exec?stdout=true", 400, "BadRequest", "you must specify at least 1 command")
+    r = server.call("GET", f"{base}/web/exec?command=true&stdout=true")      # no Upgrade
+    assert r.status == 400 and r.json["message"] == "Upgrade request required", r
+    r = server.call("GET", f"/api/v1/nodes/{NODE}/proxy")
+    assert r.status == 301 and r.headers["location"] == f"/api/v1/nodes/{NODE}/proxy/", r
     status(f"{base}/web/log?previous=true", 400, "BadRequest", 'previous terminated container "app" in pod "web" not found')
     status(f"{base}/missing/log", 404, "NotFound", 'pods "missing" not found')
     r = server.call("GET", f"{base}/web/log?tailLines=-1")
@@ -302,9 +308,11 @@ def test_connect_errors_in_upstreams_form(server, kubelet, ns, tmp_path):
     assert r.status == 200, r
     try:
         make_pod(server, kubelet, ns, "stranded", node=f"dead-{ns}")
-        r = server.call("GET", f"{base}/stranded/exec?command=true&stdout=true")
+        r = server.call("GET", f"{base}/stranded/exec?command=true&stdout=true", headers=upgrade)
         assert r.status == 500 and r.json["message"] == \
             f"error dialing backend: dial tcp 127.0.0.1:{dead}: connect: connection refused", r
+        r = server.call("GET", f"/api/v1/nodes/dead-{ns}/proxy/healthz")
+        assert r.status == 500 and r.json["message"] == f"dial tcp 127.0.0.1:{dead}: connect: connection refused", r
         r = server.call("GET", f"{base}/stranded/log")
         assert r.status == 500 and r.json["message"].startswith(f'Get "https://127.0.0.1:{dead}/containerLogs/{ns}/'
                                                                 f'stranded/app": dial tcp'), r

@@ -11,7 +11,6 @@ import asyncio
 import re
 from typing import Sequence
 
-from websockets.datastructures import Headers
 from websockets.frames import Opcode
 from websockets.http11 import Request as WSRequest
 from websockets.protocol import State

@@ -406,6 +406,7 @@ def test_connect_requests_are_long_running_and_skip_flow_control():
                  "/api/v1/namespaces/ns/services/s/proxy/"):
         ri = request_info("GET", path, "")
         assert ri.long_running and ri.verb == "get", path
+        assert ri.metric_verb == ("GET" if path.endswith("/log") else "CONNECT"), path
 
     class NoSeats:
         async def admit(self, *a):

@@ -126,6 +126,12 @@ class WebSocket:
         self.proto.send_binary(data)
         await self._flush()
 
+    async def send_text(self, text: str) -> None:
+        if self.closed or self.proto.state is not State.OPEN:
+            return
+        self.proto.send_text(text.encode())
+        await self._flush()
+
     async def close(self, code: int = 1000, reason: str = "") -> None:
         if self.proto.state is State.OPEN:
             self.proto.send_close(code, reason)

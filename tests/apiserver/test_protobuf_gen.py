@@ -290,3 +290,31 @@ def test_memo_is_bounded() -> None:
         m.put((1, b"k%03d" % i + b"x" * 100), b"v" * 100)
     assert m.size <= 1000 and len(m.d) <= 5
     assert m.get((1, b"k099" + b"x" * 100)) == b"v" * 100  # the newest stay
+
+
+def test_a_created_version_is_encoded_once() -> None:
+    """A create answered in protobuf leaves its bare message for the version's cache entry,
+    which serves it instead of encoding again (cache/entry.py); another revision encodes."""
+    from kubeplane.apiserver.cache import entry as entry_mod
+
+    pod = _pod()
+    pod["metadata"]["resourceVersion"] = "77"
+    raw = pb.encode_raw(pod, "v1", "Pod")
+    key = b"/registry/pods/default/web-0"
+    entry_mod.remember_protobuf(key, 77, raw)
+    stored = orjson.dumps({**pod, "metadata": {k: v for k, v in pod["metadata"].items() if k != "resourceVersion"}})
+    e = entry_mod.Entry(key, 77, stored, {}, {})
+    got = e.protobuf("v1", "Pod")
+    assert got is raw  # taken, not encoded again
+    assert (key, 77) not in entry_mod._ENCODED
+    assert got == pb.encode_raw(e.obj(), "v1", "Pod")  # and what the entry would have encoded
+    other = entry_mod.Entry(key, 78, stored, {}, {})
+    assert pb.decode_message("k8s.io.api.core.v1.Pod", other.protobuf("v1", "Pod"))["metadata"]["resourceVersion"] == "78"
+
+
+def test_remembered_encodings_are_bounded() -> None:
+    from kubeplane.apiserver.cache import entry as entry_mod
+
+    for i in range(entry_mod._ENCODED_MAX + 50):
+        entry_mod.remember_protobuf(b"/k", 10_000 + i, b"x")
+    assert len(entry_mod._ENCODED) <= entry_mod._ENCODED_MAX

@@ -162,6 +162,11 @@ class Memo:
             self.hits += 1
         return out
 
+    def clear(self) -> None:
+        with self.lock:
+            self.d.clear()
+            self.size = 0
+
     def put(self, key: tuple[int, bytes], value: bytes) -> None:
         with self.lock:
             d = self.d

@@ -54,6 +54,7 @@ import orjson
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
+from .protobuf_errors import describe as describe_parse_error
 from .protobuf_gen import (BYTES as _BYTES, MAP_BYTES as _MAP_BYTES, MAP_MESSAGE as _MAP_MESSAGE,
                            MAP_SCALAR as _MAP_SCALAR, MESSAGE as _MESSAGE, REP_BYTES as _REP_BYTES,
                            REP_MESSAGE as _REP_MESSAGE, REP_SCALAR as _REP_SCALAR, SCALAR as _SCALAR, Generator, Slow)
@@ -658,7 +659,7 @@ def _unwrap(body: bytes | memoryview) -> tuple[str, str, bytes]:
     try:
         unknown.ParseFromString(body[4:])
     except DecodeError:
-        raise ProtobufError("unexpected EOF") from None
+        raise ProtobufError(describe_parse_error(unknown.DESCRIPTOR, body[4:])) from None
     tm = unknown.typeMeta
     if not tm.kind:
         raise ProtobufError(f"Object 'Kind' is missing in '{bytes(body[:64])!r}'")
@@ -692,7 +693,7 @@ def decode_reference(plan: _Plan, raw: bytes) -> Any:
     try:
         msg.ParseFromString(raw)
     except DecodeError:
-        raise ProtobufError("unexpected EOF") from None
+        raise ProtobufError(describe_parse_error(msg.DESCRIPTOR, raw)) from None
     return _json_of(plan, msg)
 
 
@@ -920,7 +921,7 @@ def iter_watch_frames(data: bytes) -> Iterator[tuple[str, bytes]]:
         try:
             ev.ParseFromString(data[pos:pos + n])
         except DecodeError:
-            raise ProtobufError("unexpected EOF") from None
+            raise ProtobufError(describe_parse_error(ev.DESCRIPTOR, data[pos:pos + n])) from None
         pos += n
         yield ev.type, ev.object.raw
 

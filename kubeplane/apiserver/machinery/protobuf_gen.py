@@ -208,7 +208,7 @@ class Generator:
                                    "_I32": _INT32, "_I64": _INT64, "_loads": orjson.loads}
         self.ns.update(helpers)
         self.ns["_memo"] = self.memo
-        self.ns["parse_time_c"] = cached(helpers["parse_time"])
+        self.ns["cached"] = cached
         self.ns["format_time_c"] = cached(helpers["format_time"])
         self.ids: dict[str, int] = {}
         self.lock = threading.RLock()
@@ -303,10 +303,13 @@ def D{i}(buf, p, end):
     _want(x.get({s}, 0), int, _I64)
     _want(x.get({n}, 0), int, _I32)
     return {fmt}
-def E{i}(v, strict):
-    secs, nanos = parse_time_c(_want(v, str)){trunc}
+def T{i}(v):
+    secs, nanos = parse_time(v){trunc}
     _want(secs, int, _I64)
-    return bytearray({self._const(bytes([s << 3]))} + _vi(secs) + {self._const(bytes([n << 3]))} + _vi(nanos))
+    return {self._const(bytes([s << 3]))} + _vi(secs) + {self._const(bytes([n << 3]))} + _vi(nanos)
+C{i} = cached(T{i})
+def E{i}(v, strict):
+    return C{i}(_want(v, str))
 """
         elif sp == "Quantity":
             s = num["string"]
@@ -616,8 +619,9 @@ def ME{k}(v, strict):
                     val = [f"y = E{self._name(f.plan)}(e, strict)"]
                 w = ["e = v[k]"] + val + [
                     "if k.__class__ is not str:", "    raise Slow", "x = k.encode()",
-                    "x = b'\\n' + _vi(len(x)) + x + b'\\x12' + _vi(len(y)) + y",
-                    f"b += {tag}", "b += _vi(len(x))", "b += x"]
+                    "n = len(x)", "m = len(y)",
+                    "x = b'\\n' + (_L[n] if n < 128 else _vi(n)) + x + b'\\x12' + (_L[m] if m < 128 else _vi(m)) + y",
+                    "n = len(x)", f"b += {tag}", "b += _L[n] if n < 128 else _vi(n)", "b += x"]
                 body += ["    if v is not None:", "        if v.__class__ is not dict:", "            raise Slow",
                          "        for k in _sorted(v):"] + ["            " + s for s in w]
         body += ["    return b", ""]

@@ -209,7 +209,6 @@ class Generator:
         self.ns.update(helpers)
         self.ns["_memo"] = self.memo
         self.ns["cached"] = cached
-        self.ns["format_time_c"] = cached(helpers["format_time"])
         self.ids: dict[str, int] = {}
         self.lock = threading.RLock()
 
@@ -292,17 +291,20 @@ class Generator:
         sp = plan.special
         if sp in ("Time", "MicroTime"):
             s, n = num["seconds"], num["nanos"]
-            fmt = "format_time_c(x.get(%d, 0))" % s if sp == "Time" else \
+            fmt = "format_time(x.get(%d, 0))" % s if sp == "Time" else \
                 "format_micro_time(x.get(%d, 0), x.get(%d, 0))" % (s, n)
             trunc = "" if sp == "Time" else "\n    nanos = nanos // 1000 * 1000"
             dec = f"""
-def D{i}(buf, p, end):
-    x = _small(buf, p, end, 0, {{{s}, {n}}})
+def DT{i}(b):
+    x = _small(b, 0, len(b), 0, {{{s}, {n}}})
     if not x:
         return None
     _want(x.get({s}, 0), int, _I64)
     _want(x.get({n}, 0), int, _I32)
     return {fmt}
+DC{i} = cached(DT{i})
+def D{i}(buf, p, end):
+    return DC{i}(buf[p:end])
 def T{i}(v):
     secs, nanos = parse_time(v){trunc}
     _want(secs, int, _I64)

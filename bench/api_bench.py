@@ -8,6 +8,12 @@ with ``wrk`` (C, so the client costs little of the 2 shared cores) and 32 connec
 - merge patches: PATCH application/merge-patch+json of one label on existing pods;
   target >= 1,100/s (upstream 483-579/s).
 
+With ``--protobuf``, every repetition also creates the pod with protobuf bodies and
+``Accept`` protobuf (as a Go client or kubectl 1.32+), once with one spec for all pods (a
+template: the codec's spec memo hits) and once with no two specs alike; the server's CPU
+time per create (user + system from /proc, all threads, over the phase) is reported for the
+JSON and the protobuf creates: on a shared machine it swings less than the rates.
+
 Each phase runs ``--reps`` times; the median is quoted. Every response must be 201/200:
 wrk's non-2xx count is reported and a run with errors is flagged. With ``--profile``,
 py-spy samples the server during one extra create run and the top frames are printed

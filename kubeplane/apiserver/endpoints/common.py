@@ -8,11 +8,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..machinery import codec, errors
+from ..cache.entry import remember_protobuf
+from ..machinery import codec, errors, protobuf
 from ..machinery.errors import Cause
 from ..transport.http import Request, Response
 from ..registry.patch import go_kind
 from ..registry.resources import ResourceInfo
+from ..registry.storage import key_of
 
 
 log = logging.getLogger("kubeplane.apiserver")
@@ -48,6 +50,20 @@ def _json(status: int, obj: Any, headers: list[tuple[str, str]] | None = None,
           accept: codec.Accept | None = None) -> Response:
     body, ct = codec.encode(obj, accept)
     return Response(status, body, headers, content_type=ct)
+
+
+def _created(info: ResourceInfo, obj: dict[str, Any], headers: list[tuple[str, str]],
+             accept: codec.Accept) -> Response:
+    """A create's 201. In protobuf, the version's bare message is also left for its cache
+    entry (cache/entry.py, remember_protobuf): watchers and readers of the new version in
+    protobuf reuse the response's encoding (serialize once)."""
+    if not accept.protobuf:
+        return _json(201, obj, headers, accept=accept)
+    md = obj["metadata"]
+    api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
+    raw = protobuf.encode_raw(obj, api_version, kind)
+    remember_protobuf(key_of(info, md.get("namespace"), md["name"]), int(md["resourceVersion"]), raw)
+    return Response(201, protobuf.envelope(api_version, kind, raw), headers, content_type=codec.PROTOBUF)
 
 
 def _pb_kind(info: ResourceInfo) -> str | None:

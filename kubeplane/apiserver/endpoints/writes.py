@@ -21,6 +21,7 @@ from .common import (
     _SERVER_MANAGED,
     _body_duplicates,
     _bool_param,
+    _created,
     _dry_run,
     _field_validation,
     _json,
@@ -65,7 +66,9 @@ class Writes:
         named = bool(obj["metadata"].get("name"))
         obj = await self.prepare_create(info, route.namespace, obj, manager)
         result = await self.store_create(info, obj, dry, generated=not named)
-        return _json(201, result, _warning_headers(warnings), accept=accept)
+        if dry:
+            return _json(201, result, _warning_headers(warnings), accept=accept)
+        return _created(info, result, _warning_headers(warnings), accept)
 
     async def prepare_create(self, info: ResourceInfo, namespace: str | None, obj: dict[str, Any],
                              manager: str, *, operation: str = "Update") -> dict[str, Any]:

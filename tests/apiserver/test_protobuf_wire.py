@@ -425,6 +425,21 @@ def test_custom_resources_fall_back_to_json(server: ServerProc, ns: str):
         server.call("DELETE", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gizmos.{group}")
 
 
+def test_kinds_without_a_message_negotiate_like_custom_resources(server: ServerProc, ns: str):
+    """apiextensions.k8s.io's kinds are not in the codec's table: a protobuf-preferring client
+    gets JSON (never a 500 from the encoder, which the fuzz test once found on a
+    deletecollection of CRDs), a protobuf-only one 406, a protobuf body 415."""
+    base = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    for method in ("GET", "DELETE"):
+        r = server.call(method, f"{base}?labelSelector=nothing-{ns}%3Dx", headers={"Accept": f"{PB}, application/json"})
+        assert r.status == 200 and r.headers["content-type"] == "application/json", r
+        assert r.json["kind"] == "CustomResourceDefinitionList", r.json
+        r = server.call(method, f"{base}?labelSelector=nothing-{ns}%3Dx", headers={"Accept": PB})
+        assert r.status == 406 and r.json["reason"] == "NotAcceptable", r
+    r = server.call("POST", base, raw=b"k8s\x00", content_type=PB)
+    assert r.status == 415, r
+
+
 # --- watch -------------------------------------------------------------------------------------
 
 def _watch_json(server: ServerProc, path: str) -> list[dict[str, Any]]:

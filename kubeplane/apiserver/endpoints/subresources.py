@@ -14,7 +14,7 @@ from ..registry.resources import ResourceInfo
 from ..registry.selectors import LabelSelector
 from ..registry.schema import validate
 from .checks import _patch_decode_error, decode_typed
-from .common import Route, _accept, _dry_run, _json, _json_type, _manager, now_rfc3339
+from .common import Route, _accept, _dry_run, _json, _json_type, _manager, now_rfc3339, protobuf_served
 
 _SCALE = "io.k8s.api.autoscaling.v1.Scale"
 _TOKEN_REQUEST = "io.k8s.api.authentication.v1.TokenRequest"
@@ -78,7 +78,7 @@ class Subresources:
 
     async def update_scale(self, req: Request, route: Route) -> Response:
         _accept(req, route.info)      # a 406 before anything is written
-        body = decode_typed(req, _SCALE, "Scale", protobuf=route.info.crd is None)
+        body = decode_typed(req, _SCALE, "Scale", protobuf=protobuf_served(route.info))
         if not isinstance(body.get("spec"), dict):
             raise errors.bad_request("Scale body must be an object with spec")
         replicas = body["spec"].get("replicas", 0)

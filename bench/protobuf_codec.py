@@ -100,7 +100,15 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench protobuf", description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--batch", type=int, default=2000)
+    ap.add_argument("--in-situ", action="store_true",
+                    help="instead: pod creates through the API server's create path, JSON vs protobuf, by stage "
+                         "(bench/protobuf_in_situ.py)")
+    ap.add_argument("--creates", type=int, default=1500, help="with --in-situ: creates per round and form")
     args = ap.parse_args(argv)
+    if args.in_situ:
+        from .protobuf_in_situ import in_situ
+
+        return in_situ(args.creates, min(args.rounds, 6))
     from google.protobuf.internal import api_implementation
 
     f = run(args.rounds, args.batch)

@@ -142,3 +142,13 @@ def test_store_does_not_import_the_apiserver():
 
 def test_the_checker_sees_a_circle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_client_imports_nothing_else_of_kubeplane():
+    """kubeplane.client is a client of any Kubernetes API server: it may not import the
+    API server, the store or any other kubeplane package (they may import it)."""
+    graph = _graph()
+    wrong = [f"{m} -> {d}" for m, deps in graph.items() if m.startswith("kubeplane.client")
+             for d in deps if d.startswith("kubeplane.") and not d.startswith("kubeplane.client")]
+    assert wrong == []
+    assert any(m.startswith("kubeplane.client.") for m in graph), "the checker must see the client package"

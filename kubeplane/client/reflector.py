@@ -112,6 +112,12 @@ class Reflector:
                 d = wait if wait is not None else self.backoff.next_delay()
                 log.warning("%s: %s; retrying in %.2fs", self.path, e, d)
                 await asyncio.sleep(d)
+            except Exception as e:       # noqa: BLE001 - a bug or a malformed answer: never stop syncing
+                self.stats["errors"] += 1
+                self.last_error = e
+                d = self.backoff.next_delay()
+                log.exception("%s: unexpected error; retrying in %.2fs", self.path, d)
+                await asyncio.sleep(d)
 
     # --- LIST ------------------------------------------------------------------------------
     async def _list(self) -> None:

@@ -85,10 +85,10 @@ async def test_leader_steps_down_when_it_cannot_renew(cfg: Config, ns: str):
         lease["spec"]["holderIdentity"] = "intruder"
         lease["spec"]["leaseDurationSeconds"] = 3
         await c.update(LEASES.path(ns, "lock"), lease)
-        await until(lambda: not a.is_leader, timeout=3.0)
+        await until(lambda: not a.is_leader, timeout=6.0)
         assert log == ["start a", "stop a"]
         assert a.leader == "intruder"
-        await until(lambda: a.is_leader, timeout=6.0)  # the intruder never renews: a wins it back
+        await until(lambda: a.is_leader, timeout=10.0)  # the intruder never renews: a wins it back
         assert log == ["start a", "stop a", "start a"]
         ta.cancel()
         await asyncio.gather(ta, return_exceptions=True)

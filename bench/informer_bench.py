@@ -5,7 +5,8 @@ managedFields the server adds) with wrk, then syncs one pod informer per case, e
 fresh child process (clean RSS): WatchList or paginated LIST+WATCH, with the default
 transform (managedFields stripped) or without any. Each child reports the time to
 `has_synced()`, the resident memory after sync (after gc) above its baseline, and its
-peak RSS. Medians over --reps.
+peak RSS. Medians over --reps. Transforms: strip (the default, managedFields dropped),
+keep (none), intern (stripped, then equal short strings shared: strip_and_intern).
 
     python -m bench informer --pods 150000
     python -m bench.informer_bench --child URL NS watchlist strip    # one measurement
@@ -24,7 +25,8 @@ import time
 from pathlib import Path
 
 NS = "informer-bench"
-CASES = [("watchlist", "strip"), ("watchlist", "keep"), ("list", "strip"), ("list", "keep")]
+CASES = [("watchlist", "strip"), ("watchlist", "keep"), ("watchlist", "intern"), ("list", "strip"), ("list", "keep")]
+TRANSFORMS = {"strip": "managedFields stripped (default)", "keep": "none", "intern": "stripped + strings shared"}
 
 
 def _rss() -> int:
@@ -37,11 +39,12 @@ def _rss() -> int:
 
 
 async def _child(url: str, ns: str, path: str, transform: str) -> dict:
-    from kubeplane.client import PODS, Client, Config, SharedInformerFactory, strip_managed_fields
+    from kubeplane.client import PODS, Client, Config, SharedInformerFactory, strip_and_intern, strip_managed_fields
 
+    tf = {"strip": strip_managed_fields, "keep": None, "intern": strip_and_intern}[transform]
     base = _rss()
     async with Client(Config(servers=[url], qps=0)) as c:
-        f = SharedInformerFactory(c, transform=strip_managed_fields if transform == "strip" else None,
+        f = SharedInformerFactory(c, transform=tf,
                                   use_watch_list=None if path == "watchlist" else False)
         inf = f.informer(PODS, namespace=ns)
         t0 = time.perf_counter()
@@ -80,7 +83,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--pods", type=int, default=150_000)
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--cases", default=",".join(f"{p}/{t}" for p, t in CASES),
-                    help="comma-separated path/transform among watchlist|list / strip|keep")
+                    help="comma-separated path/transform among watchlist|list / strip|keep|intern")
     args = ap.parse_args(argv)
     cases = [tuple(c.split("/")) for c in args.cases.split(",")]
     console = Console()
@@ -108,7 +111,7 @@ def main(argv: list[str]) -> int:
     for (path, tf), rs in results.items():
         secs = statistics.median(x["seconds"] for x in rs)
         delta = statistics.median(x["rss_delta"] for x in rs)
-        t.add_row(path, "managedFields stripped" if tf == "strip" else "none", f"{secs:.1f}",
+        t.add_row(path, TRANSFORMS[tf], f"{secs:.1f}",
                   f"{args.pods / secs:,.0f}", f"{delta / 2**20:,.0f}",
                   f"{statistics.median(x['peak_rss'] for x in rs) / 2**20:,.0f}", f"{delta / args.pods:,.0f}")
     console.print(t)

@@ -102,7 +102,12 @@ class Reflector:
                         await self._list()
                         await self._watch(initial=False)
                 else:
+                    loop = asyncio.get_running_loop()
+                    started = loop.time()
                     await self._watch(initial=False)
+                    if loop.time() - started < 1.0:
+                        # a watch the server ended at once: never spin (backoff as on errors)
+                        await self.backoff.sleep()
             except asyncio.CancelledError:
                 raise
             except Gone as e:
@@ -157,6 +162,7 @@ class Reflector:
             rv = md.get("resourceVersion") or ""
             self.sink.replace(items, rv)
             self.last_rv = rv
+            self.backoff.reset()
             return
 
     # --- WATCH -----------------------------------------------------------------------------
@@ -196,6 +202,7 @@ class Reflector:
                                 self.sink.replace(items, rv)
                                 items = None
                                 self.watch_list = True
+                                self.backoff.reset()
                             if rv:
                                 self.last_rv = rv
                             continue
@@ -223,4 +230,3 @@ class Reflector:
             await stream.aclose()
         if items is not None:
             raise _NoWatchList("the stream ended before the initial-events-end bookmark")
-        self.backoff.reset()

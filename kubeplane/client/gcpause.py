@@ -11,6 +11,14 @@ was on). Pauses nest and overlap across reflectors of one process (a count, not 
 flag); the event loop is single-threaded, so no lock. Reference counting still frees
 everything that is not in a cycle while paused, so memory does not pile up; cycles made
 meanwhile are collected after the pause.
+
+Ending a pause naively leaves every object decoded during it in the youngest
+generation, and the next young collection traverses them all at once: a 5.5 s stall of
+the event loop after syncing 150,000 pods (bench informer). So the last pause to end
+moves everything into the oldest generation first (`gc.freeze()` then
+`gc.unfreeze()`), where objects are only visited by full collections, as long-lived
+objects are anyway. Nothing is left frozen (nothing can leak); if the process froze
+objects itself (a pre-fork server), the move is skipped so as not to thaw them.
 """
 from __future__ import annotations
 
@@ -37,6 +45,9 @@ def paused(enabled: bool = True) -> Iterator[None]:
     finally:
         _depth -= 1
         if _depth == 0 and _was_enabled:
+            if gc.get_freeze_count() == 0:
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()
 
 

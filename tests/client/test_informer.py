@@ -216,3 +216,16 @@ async def test_gc_is_back_on_after_sync(cfg: Config, ns: str, watch_list: bool |
         assert len(inf.indexer) == 1
         assert gc.isenabled() and gcpause.depth() == 0
         await f.stop()
+
+
+def test_gc_pause_leaves_what_it_made_in_the_oldest_generation():
+    import gc
+
+    from kubeplane.client import gcpause
+
+    gc.collect()
+    with gcpause.paused():
+        keep = [{"a": [i]} for i in range(30_000)]
+        assert gc.get_count()[0] > 30_000                    # all young while paused
+    assert gc.get_count()[0] < 1_000 and gc.get_freeze_count() == 0
+    assert len(keep) == 30_000

@@ -161,3 +161,13 @@ def test_the_sim_rule_sees_an_import():
     assert _between({"kubeplane.sim.kubelet.server": {"kubeplane.apiserver.transport.http"}},
                     "kubeplane.sim", API) == ["kubeplane.sim.kubelet.server -> kubeplane.apiserver.transport.http"]
     assert _between({"kubeplane.apiserver.app": {"kubeplane.sim.kubelet"}}, "kubeplane.sim", API) != []
+
+
+def test_client_imports_nothing_else_of_kubeplane():
+    """kubeplane.client is a client of any Kubernetes API server: it may not import the
+    API server, the store or any other kubeplane package (they may import it)."""
+    graph = _graph()
+    wrong = [f"{m} -> {d}" for m, deps in graph.items() if m.startswith("kubeplane.client")
+             for d in deps if d.startswith("kubeplane.") and not d.startswith("kubeplane.client")]
+    assert wrong == []
+    assert any(m.startswith("kubeplane.client.") for m in graph), "the checker must see the client package"

@@ -5,12 +5,12 @@
 The "<n> <reason>" strings are sorted as strings (so "10 ..." sorts before "4990 ..."),
 as upstream's sortReasonsHistogram does; a node failing for several resources counts
 once per reason. Preemption adds its own sentence ("preemption: 0/N nodes are
-available: ..."). The pod condition gets reason `Unschedulable` (or `SchedulerError`).
+available: ...", ending in ".." as upstream's does). The pod condition gets reason `Unschedulable` (or `SchedulerError`).
 """
 from __future__ import annotations
 
 NO_NODES = "no nodes available to schedule pods"
-NOT_HELPFUL = "Preemption is not helpful for scheduling."
+NOT_HELPFUL = "Preemption is not helpful for scheduling"
 NO_VICTIMS = "No preemption victims found for incoming pod."
 NEVER = "not eligible due to preemptionPolicy=Never."
 
@@ -32,6 +32,7 @@ def fit_error(num_nodes: int, counts: dict[str, int], prefilter: str = "", postf
 
 
 def preemption_failure(num_nodes: int, counts: dict[str, int]) -> str:
-    """The message DefaultPreemption returns when no node has victims worth evicting
-    (its own FitError, prefixed "preemption: ")."""
-    return "preemption: " + fit_error(num_nodes, counts).removesuffix(".")
+    """The message DefaultPreemption returns when no node has victims worth evicting: its
+    own FitError text, prefixed "preemption: ". The outer message then adds its own ".",
+    so real kube-scheduler messages end in ".." ("... for incoming pod.."): kept."""
+    return "preemption: " + fit_error(num_nodes, counts)

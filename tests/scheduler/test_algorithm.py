@@ -70,7 +70,7 @@ def test_preemption_messages():
     err = failure(prof, p)
     cand, msg = preempt(prof, pod_info(p), err)
     assert cand is None
-    assert msg == ("preemption: 0/2 nodes are available: 1 No preemption victims found for incoming pod., "
+    assert msg == ("preemption: 0/2 nodes are available: 1 No preemption victims found for incoming pod, "
                    "1 Preemption is not helpful for scheduling.")  # the outer message adds another "."
     err.postfilter = msg
     assert err.message() == ("0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint {k: v}. "

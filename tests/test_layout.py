@@ -153,3 +153,13 @@ def test_scheduler_talks_to_the_api_only_through_the_client():
 
 def test_the_checker_sees_a_circle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_client_imports_nothing_else_of_kubeplane():
+    """kubeplane.client is a client of any Kubernetes API server: it may not import the
+    API server, the store or any other kubeplane package (they may import it)."""
+    graph = _graph()
+    wrong = [f"{m} -> {d}" for m, deps in graph.items() if m.startswith("kubeplane.client")
+             for d in deps if d.startswith("kubeplane.") and not d.startswith("kubeplane.client")]
+    assert wrong == []
+    assert any(m.startswith("kubeplane.client.") for m in graph), "the checker must see the client package"

@@ -1,6 +1,7 @@
 """DefaultPreemption (upstream's PostFilter plugin), run when a pod fits nowhere.
 
-- A pod with preemptionPolicy Never does not preempt.
+- A pod with preemptionPolicy Never does not preempt; nor does one whose nominated node
+  still has a terminating lower-priority pod (its victims are leaving).
 - Candidate nodes are those whose failure was Unschedulable (resolvable by removing
   pods); UnschedulableAndUnresolvable nodes get "Preemption is not helpful for
   scheduling."
@@ -82,6 +83,11 @@ def preempt(profile: Profile, pod: PodInfo, err: FitError) -> tuple[Candidate | 
     if pod.preemption_never:
         return None, "preemption: " + messages.NEVER
     cache = profile.cache
+    nominated = profile.nominated.get(pod.key, (None, pod.nominated_node))[1]
+    if nominated and nominated in cache.nodes:
+        # its victims are still leaving: wait for them rather than preempt again
+        if any(p.terminating and p.priority < pod.priority for p in cache.nodes[nominated].pods.values()):
+            return None, "preemption: " + messages.TERMINATING
     counts: Counter = Counter()
     potential = []
     for slot, st in err.codes.items():

@@ -3,6 +3,7 @@ own registry, and a small loopback HTTP endpoint serving them (/metrics, /health
 
 Names (pkg/scheduler/metrics): scheduler_schedule_attempts_total{result,profile},
 scheduler_scheduling_attempt_duration_seconds{result,profile},
+scheduler_scheduling_algorithm_duration_seconds (one decision, binding excluded),
 scheduler_pod_scheduling_sli_duration_seconds{attempts} (queue add to bound, the e2e
 latency), scheduler_pod_scheduling_attempts, scheduler_pending_pods{queue},
 scheduler_queue_incoming_pods_total{queue,event},
@@ -35,6 +36,9 @@ class Metrics:
             "scheduler_scheduling_attempt_duration_seconds",
             "Scheduling attempt latency in seconds (scheduling algorithm + binding)",
             ["result", "profile"], buckets=_exp(0.001, 2, 15), registry=r)
+        self.algorithm_duration = Histogram(
+            "scheduler_scheduling_algorithm_duration_seconds", "Scheduling algorithm latency in seconds",
+            buckets=_exp(0.001, 2, 15), registry=r)
         self.sli_duration = Histogram(
             "scheduler_pod_scheduling_sli_duration_seconds",
             "E2e latency for a pod being scheduled, from the time the pod enters the scheduling queue",

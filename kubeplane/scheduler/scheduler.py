@@ -79,8 +79,6 @@ class Scheduler:
         self.send_scheduled_events = send_scheduled_events
         self._tasks: set[asyncio.Task] = set()
         self.scheduled = 0
-        self.decide_seconds = 0.0       # time spent deciding (no binding), for the benchmark
-        self.decisions = 0
 
     # informer handlers ---------------------------------------------------------------------
     def _responsible(self, pod: dict[str, Any]) -> bool:
@@ -220,8 +218,7 @@ class Scheduler:
             self._record_failure(pod, "SchedulerError", f"running scheduling cycle: {exc}")
             return
         decided = time.perf_counter()
-        self.decide_seconds += decided - start
-        self.decisions += 1
+        self.metrics.algorithm_duration.observe(decided - start)
         assumed = replace(pod, node_name=result.node)
         self.cache.assume(assumed, result.node)
         self.profile.unnominate(pod.key)

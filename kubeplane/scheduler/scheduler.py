@@ -68,7 +68,7 @@ class Scheduler:
             for ev in p.events:
                 interest.setdefault(ev, set()).add(p.name)
         self.queue = SchedulingQueue(lambda ev: interest.get(ev, set()), initial_backoff, max_backoff,
-                                     on_incoming=lambda q, ev: self.metrics.incoming.labels(q, ev).inc())
+                                     on_incoming=lambda q, ev: self.metrics.child(self.metrics.incoming, q, ev).inc())
         self.metrics.bind_queue(self.queue.counts, self.cache.sizes)
         self.parallel_binds = parallel_binds
         self._binding = 0                   # bindings in flight
@@ -105,8 +105,15 @@ class Scheduler:
             self.on_pod_delete(new)
             return
         if _assigned(new):
-            was = key in self.cache.pods and not self.cache.is_assumed(key)
-            info = pod_info(new)
+            assumed = self.cache.is_assumed(key)
+            was = key in self.cache.pods and not assumed
+            entry = self.cache.pods.get(key)
+            if assumed and entry is not None and entry[1] == new["spec"]["nodeName"]:
+                # our own binding seen: the assumed PodInfo stands (a bound pod's requests
+                # do not change), with the API's object
+                info = replace(entry[0], pod=new, labels=(new.get("metadata") or {}).get("labels") or {})
+            else:
+                info = pod_info(new)
             self.cache.set_pod(info)
             self.queue.delete(key)
             self.profile.unnominate(key)
@@ -232,7 +239,7 @@ class Scheduler:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self.metrics.extension.labels("Bind", "Error", PROFILE).observe(time.perf_counter() - t0)
+            self.metrics.observe_extension("Bind", "Error", time.perf_counter() - t0)
             self.cache.forget(pod.key)
             self.metrics.attempts.labels("error", PROFILE).inc()
             self.metrics.attempt_duration.labels("error", PROFILE).observe(time.perf_counter() - start)
@@ -243,10 +250,10 @@ class Scheduler:
             self._binding -= 1
             self._slot_free.set()
         now = time.perf_counter()
-        self.metrics.extension.labels("Bind", "Success", PROFILE).observe(now - t0)
-        self.metrics.attempts.labels("scheduled", PROFILE).inc()
-        self.metrics.attempt_duration.labels("scheduled", PROFILE).observe(now - start)
-        self.metrics.sli_duration.labels(str(min(qp.attempts, 15))).observe(max(time.monotonic() - qp.added, 0.0))
+        self.metrics.observe_extension("Bind", "Success", now - t0)
+        self.metrics.child(self.metrics.attempts, "scheduled", PROFILE).inc()
+        self.metrics.child(self.metrics.attempt_duration, "scheduled", PROFILE).observe(now - start)
+        self.metrics.child(self.metrics.sli_duration, str(min(qp.attempts, 15))).observe(max(time.monotonic() - qp.added, 0.0))
         self.metrics.pod_attempts.observe(qp.attempts)
         self.scheduled += 1
         self.queue.done(pod.key)
@@ -269,8 +276,8 @@ class Scheduler:
                 self.metrics.preemption_victims.observe(len(cand.victims))
                 self.profile.nominate(pod, cand.node)
                 self._spawn(self._evict(pod, cand.node, cand.victims))
-        self.metrics.attempts.labels("unschedulable", PROFILE).inc()
-        self.metrics.attempt_duration.labels("unschedulable", PROFILE).observe(time.perf_counter() - start)
+        self.metrics.child(self.metrics.attempts, "unschedulable", PROFILE).inc()
+        self.metrics.child(self.metrics.attempt_duration, "unschedulable", PROFILE).observe(time.perf_counter() - start)
         self.queue.requeue(qp, err.plugins)
         self._record_failure(pod, "Unschedulable", err.message(), nominated)
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import os
 import random
 import shutil
 import subprocess
@@ -149,7 +148,7 @@ def run_once(nodes: int, pods: int, qps: float, parallel_binds: int, events: boo
             load_s = time.perf_counter() - t0
         console.print(f"created {nodes} nodes and {pods} pending pods in {load_s:.1f} s")
         mport = free_port()
-        argv = [sys.executable, *(os.environ["KP_SCHED_SCRIPT"].split() if os.environ.get("KP_SCHED_SCRIPT") else ["-m", "kubeplane.cli"]), "scheduler", "--kubeconfig", kubeconfig,
+        argv = [sys.executable, "-m", "kubeplane.cli", "scheduler", "--kubeconfig", kubeconfig,
                 "--leader-elect=false", "--metrics-bind-address", f"127.0.0.1:{mport}",
                 "--kube-api-qps", str(qps), "--kube-api-burst", str(int(qps)),
                 "--parallel-binds", str(parallel_binds), "--scheduled-events", "true" if events else "false"]

@@ -72,10 +72,11 @@ class Metrics:
             c = self._children[key] = metric.labels(*labels)
         return c
 
-    def bind_queue(self, counts: dict[str, int], cache_sizes: Callable[[], dict[str, int]]) -> None:
+    def bind_queue(self, counts: dict[str, int], cache_sizes: Callable[[], dict[str, int]],
+                   gated: Callable[[], int] = lambda: 0) -> None:
         for q in ("active", "backoff", "unschedulable"):
             self.pending.labels(queue=q).set_function(lambda q=q: counts[q])
-        self.pending.labels(queue="gated").set(0)
+        self.pending.labels(queue="gated").set_function(gated)
         for t in ("nodes", "pods", "assumed_pods"):
             self.cache_size.labels(type=t).set_function(lambda t=t: cache_sizes()[t])
 

@@ -69,7 +69,8 @@ class Scheduler:
                 interest.setdefault(ev, set()).add(p.name)
         self.queue = SchedulingQueue(lambda ev: interest.get(ev, set()), initial_backoff, max_backoff,
                                      on_incoming=lambda q, ev: self.metrics.child(self.metrics.incoming, q, ev).inc())
-        self.metrics.bind_queue(self.queue.counts, self.cache.sizes)
+        self.gated: set[str] = set()
+        self.metrics.bind_queue(self.queue.counts, self.cache.sizes, lambda: len(self.gated))
         self.parallel_binds = parallel_binds
         self._binding = 0                   # bindings in flight
         self._slot_free = asyncio.Event()
@@ -82,7 +83,16 @@ class Scheduler:
 
     # informer handlers ---------------------------------------------------------------------
     def _responsible(self, pod: dict[str, Any]) -> bool:
-        return ((pod.get("spec") or {}).get("schedulerName") or DEFAULT_SCHEDULER) == self.name
+        """Ours (spec.schedulerName) and not gated: a pod with spec.schedulingGates waits
+        outside the queue until its gates are removed (upstream's gated pods)."""
+        spec = pod.get("spec") or {}
+        if (spec.get("schedulerName") or DEFAULT_SCHEDULER) != self.name:
+            return False
+        if spec.get("schedulingGates"):
+            self.gated.add(pod_key(pod))
+            return False
+        self.gated.discard(pod_key(pod))
+        return True
 
     def on_pod_add(self, pod: dict[str, Any]) -> None:
         if _terminal(pod):
@@ -127,9 +137,12 @@ class Scheduler:
             return
         if self._responsible(new):
             self.queue.update(pod_info(new))
+        else:
+            self.queue.delete(key)
 
     def on_pod_delete(self, pod: dict[str, Any]) -> None:
         key = pod_key(pod)
+        self.gated.discard(key)
         self.profile.unnominate(key)
         if self.cache.remove_pod(key) is not None:
             self.queue.move(fw.POD_DELETE)

@@ -13,7 +13,6 @@ import subprocess
 import time
 import urllib.request
 from collections import Counter
-from pathlib import Path
 
 import pytest
 

@@ -6,7 +6,8 @@ Wiring (kubeplane.client only; never the API server's or the store's modules):
 - `ClientApi`: binds with `pods/binding`, writes PodScheduled=False and
   status.nominatedNodeName with a strategic merge patch on `pods/status`, preempts with a
   DisruptionTarget condition then a delete with a UID precondition, records events through
-  the EventRecorder (component `default-scheduler`);
+  the EventRecorder (component `default-scheduler`) on a second client with its own rate
+  limit (kube-scheduler's eventClient);
 - leader election on the Lease kube-system/kube-scheduler (`--leader-elect`, default true
   as upstream): only the leader schedules;
 - /metrics and /healthz on `--metrics-bind-address` (127.0.0.1:10259; 0 turns it off).
@@ -169,8 +170,10 @@ async def run(opts: Options, ready: asyncio.Event | None = None) -> None:
     cfg.burst = opts.burst
     cfg.user_agent = "kubeplane-scheduler/v0.1.0 (kube-scheduler)"
     metrics = Metrics()
-    async with Client(cfg) as client:
-        recorder = EventRecorder(client, component=opts.scheduler_name)
+    # events go through a client (and rate limit) of their own, as kube-scheduler's
+    # eventClient: a burst of events never delays bindings
+    async with Client(cfg) as client, Client(cfg) as event_client:
+        recorder = EventRecorder(event_client, component=opts.scheduler_name)
         sched = Scheduler(ClientApi(client, recorder, opts.scheduler_name), percentage=opts.percentage_of_nodes_to_score,
                           parallel_binds=opts.parallel_binds, metrics=metrics, name=opts.scheduler_name,
                           send_scheduled_events=opts.scheduled_events)

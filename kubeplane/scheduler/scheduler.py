@@ -276,7 +276,7 @@ class Scheduler:
     def _failed(self, qp: QueuedPod, err: FitError, start: float) -> None:
         pod = qp.info
         nominated: str | None = None
-        if err.codes:
+        if err.codes is not None and err.codes.any():
             t0 = time.perf_counter()
             self.metrics.preemption_attempts.inc()
             cand, msg = preempt(self.profile, pod, err)

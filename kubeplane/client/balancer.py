@@ -6,8 +6,8 @@ front of it was broken. A client that knows every server does better by itself:
 - Requests go to the healthy server with the fewest requests in flight; ties are broken
   at random, so a thousand clients starting together do not all pick the first URL.
 - Long-lived watches go to the server with the fewest watches (then fewest requests).
-- A server that refuses connections is marked down for a jittered, doubling interval
-  (1 s .. 30 s); requests fail over to the others. When every server is down, the one
+- A server that refuses or drops connections is marked down for a jittered, doubling
+  interval (0.5-1 s at first, at most 15-30 s); requests fail over to the others. When every server is down, the one
   that comes back first is tried anyway (never "no server").
 - Watches are re-balanced gradually: every `rebalance_interval` seconds, if the busiest
   healthy server has at least two watches more than the least busy one, ONE movable
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -52,6 +53,7 @@ class Balancer:
         self._rng = rng or random.Random()
         self._clock = clock
         self.moves = 0
+        self.move_times: deque[float] = deque(maxlen=100)     # when the last moves happened
 
     def _candidates(self, exclude: set[str]) -> list[ServerState]:
         now = self._clock()
@@ -86,12 +88,24 @@ class Balancer:
         return s.down_until > self._clock()
 
     # --- watches ---------------------------------------------------------------------------
+    def watch_reserved(self, s: ServerState) -> None:
+        """Count a watch on `s` from the moment it is picked (so watches opened together
+        spread), until watch_failed or watch_closed."""
+        s.watches += 1
+
+    def watch_failed(self, s: ServerState) -> None:
+        s.watches -= 1
+
     def watch_opened(self, s: ServerState, close: Callable[[], None], movable: bool) -> WatchHandle:
         h = WatchHandle(s, close)
-        s.watches += 1
         if movable:
             s.movable.append(h)
         return h
+
+    def make_movable(self, h: WatchHandle) -> None:
+        """A WatchList stream becomes movable once its initial events are through."""
+        if h not in h.server.movable:
+            h.server.movable.append(h)
 
     def watch_closed(self, h: WatchHandle) -> None:
         h.server.watches -= 1
@@ -113,6 +127,7 @@ class Balancer:
         h = busiest.movable.pop(0)       # the oldest: it has had the longest run
         h.moved = True
         self.moves += 1
+        self.move_times.append(now)
         h.close()
         return True
 

@@ -148,17 +148,16 @@ class EventRecorder:
             self._task = asyncio.get_running_loop().create_task(self._sender(), name=f"events {self.component}")
 
     async def _sender(self) -> None:
+        """Writes pending events in arrival order; ends once closed and drained."""
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
                 key = next(iter(self._pending))
                 del self._pending[key]
-                try:
-                    await self._write(key)
-                except asyncio.CancelledError:
-                    self._pending[key] = None       # close() flushes it
-                    raise
+                await self._write(key)
+            if self._closed:
+                return
 
     async def _write(self, key: tuple[Any, ...]) -> None:
         logged: _Logged | None = self._logged.get(key)
@@ -195,20 +194,17 @@ class EventRecorder:
             self.stats["errors"] += 1
             log.warning("event %s/%s not written: %s", ns, logged.body["metadata"]["name"], e)
 
-    async def flush(self) -> None:
-        """Write everything pending now."""
-        while self._pending:
-            key, _ = self._pending.popitem(last=False)
-            await self._write(key)
-
-    async def close(self) -> None:
-        """Flush pending writes and stop the background task."""
+    async def close(self, timeout: float | None = 30.0) -> None:
+        """Stop taking events, write what is pending (waiting at most `timeout`
+        seconds), and stop the background task. A write in progress is never cut off
+        and repeated (that could duplicate an Event)."""
         self._closed = True
-        if self._task is not None:
+        if self._task is None:
+            return
+        self._wake.set()
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._task)
+        except TimeoutError:
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-        await self.flush()
+        self._task = None

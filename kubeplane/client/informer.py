@@ -53,7 +53,7 @@ class Informer:
         self.resync_period = resync_period
         self.indexer = Indexer(indexers)
         self.reflector = Reflector(client, resource, self, namespace=namespace, label_selector=label_selector,
-                                   field_selector=field_selector, **reflector_options)
+                                   field_selector=field_selector, transform=transform, **reflector_options)
         self._handlers: list[_Handler] = []
         self._synced = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -119,8 +119,8 @@ class Informer:
 
     # --- the reflector's sink ----------------------------------------------------------------
     def replace(self, items: list[dict[str, Any]], resource_version: str) -> None:
-        tf = self.transform
-        new = [tf(o) for o in items] if tf is not None else items
+        """A full sync's objects (already transformed by the reflector)."""
+        new = items
         old = {k: self.indexer.get(k) for k in self.indexer.keys()} if self._handlers else {}
         self.indexer.replace(new)
         if self._handlers:
@@ -135,8 +135,7 @@ class Informer:
         self._synced.set()
 
     def event(self, etype: str, obj: dict[str, Any]) -> None:
-        if self.transform is not None:
-            obj = self.transform(obj)
+        """One watch event's object (already transformed by the reflector)."""
         key = meta_key(obj)
         if etype == "DELETED":
             old = self.indexer.delete(key)

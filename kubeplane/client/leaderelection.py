@@ -121,7 +121,7 @@ class LeaderElector:
         new.update(holderIdentity=self.identity, leaseDurationSeconds=int(round(self.lease_duration)), renewTime=now)
         if holder != self.identity:
             new["acquireTime"] = now
-            new["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + (1 if holder else 0)
+            new["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1   # as client-go, also after a release
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {
             "name": self.name, "namespace": self.namespace, "resourceVersion": md.get("resourceVersion")},
             "spec": new}
@@ -196,5 +196,5 @@ class LeaderElector:
                 spec.update(holderIdentity="", leaseDurationSeconds=1, renewTime=now, acquireTime=now)
                 lease["spec"] = spec
                 await self.client.update(self._path, lease)
-        except (ApiError, ApiConnectionError, TimeoutError) as e:
+        except (ApiError, ApiConnectionError, TimeoutError, RuntimeError) as e:
             log.warning("releasing lease %s/%s: %s", self.namespace, self.name, e)

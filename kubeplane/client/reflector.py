@@ -24,13 +24,17 @@ Protocol (client-go's tools/cache reflector, with its WatchList support):
    (5xx, 429, connection lost) backs off the same way and resumes the watch.
 
 The sink (an Informer) receives `replace(items, rv)` after a full sync and
-`event(type, obj)` for every change, in order, on the reflector's task.
+`event(type, obj)` for every change, in order, on the reflector's task. The transform
+(if any) is applied to each object as soon as it is decoded — before the rest of a
+page or of the initial events arrive — so what it drops is freed at once and never
+adds up to a peak (Python rarely gives freed small-object memory back to the OS).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from .errors import ApiConnectionError, ApiError
@@ -60,10 +64,12 @@ class Reflector:
                  label_selector: str | None = None, field_selector: str | None = None,
                  use_watch_list: bool | None = None, page_size: int = 500,
                  min_watch_timeout: float = 300.0, watch_list_idle_timeout: float = 10.0,
-                 backoff_base: float = 0.8, backoff_cap: float = 30.0, rng: random.Random | None = None):
+                 backoff_base: float = 0.8, backoff_cap: float = 30.0, rng: random.Random | None = None,
+                 transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None):
         self.client = client
         self.resource = resource
         self.sink = sink
+        self.transform = transform          # applied to each object as it arrives (see below)
         self.path = resource.path(namespace)
         self.selectors = {"labelSelector": label_selector or None, "fieldSelector": field_selector or None}
         self.watch_list: bool | None = use_watch_list     # None: not known yet, try it
@@ -96,7 +102,12 @@ class Reflector:
                         await self._list()
                         await self._watch(initial=False)
                 else:
+                    loop = asyncio.get_running_loop()
+                    started = loop.time()
                     await self._watch(initial=False)
+                    if loop.time() - started < 1.0:
+                        # a watch the server ended at once: never spin (backoff as on errors)
+                        await self.backoff.sleep()
             except asyncio.CancelledError:
                 raise
             except Gone as e:
@@ -111,6 +122,12 @@ class Reflector:
                 wait = e.retry_after if isinstance(e, ApiError) and e.status == 429 else None
                 d = wait if wait is not None else self.backoff.next_delay()
                 log.warning("%s: %s; retrying in %.2fs", self.path, e, d)
+                await asyncio.sleep(d)
+            except Exception as e:       # noqa: BLE001 - a bug or a malformed answer: never stop syncing
+                self.stats["errors"] += 1
+                self.last_error = e
+                d = self.backoff.next_delay()
+                log.exception("%s: unexpected error; retrying in %.2fs", self.path, d)
                 await asyncio.sleep(d)
 
     # --- LIST ------------------------------------------------------------------------------
@@ -133,10 +150,11 @@ class Reflector:
                     continue
                 raise
             self.stats["list_pages"] += 1
-            for it in page.get("items") or []:
+            tf = self.transform
+            for it in page.pop("items", None) or []:
                 it.setdefault("kind", self.resource.kind)
                 it.setdefault("apiVersion", self.resource.api_version)
-                items.append(it)
+                items.append(tf(it) if tf is not None else it)
             md = page.get("metadata") or {}
             if md.get("continue"):
                 params = {**self.selectors, "limit": self.page_size, "continue": md["continue"]}
@@ -144,6 +162,7 @@ class Reflector:
             rv = md.get("resourceVersion") or ""
             self.sink.replace(items, rv)
             self.last_rv = rv
+            self.backoff.reset()
             return
 
     # --- WATCH -----------------------------------------------------------------------------
@@ -183,16 +202,17 @@ class Reflector:
                                 self.sink.replace(items, rv)
                                 items = None
                                 self.watch_list = True
+                                self.backoff.reset()
                             if rv:
                                 self.last_rv = rv
                             continue
                         if items is not None:
                             if etype != "ADDED":
                                 raise _NoWatchList(f"{etype} event before the initial-events-end bookmark")
-                            items.append(obj)
+                            items.append(self.transform(obj) if self.transform is not None else obj)
                             continue
                         self.stats["events"] += 1
-                        self.sink.event(etype, obj)
+                        self.sink.event(etype, self.transform(obj) if self.transform is not None else obj)
                         rv = md.get("resourceVersion")
                         if rv:
                             self.last_rv = rv
@@ -210,4 +230,3 @@ class Reflector:
             await stream.aclose()
         if items is not None:
             raise _NoWatchList("the stream ended before the initial-events-end bookmark")
-        self.backoff.reset()

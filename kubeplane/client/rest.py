@@ -192,7 +192,7 @@ class Client:
                     tried = {s.url} if len(self.balancer.servers) > 1 else set()
                     await asyncio.sleep(wait if wait is not None else backoff.next_delay())
                 continue
-            raise _error(status, payload)
+            raise _error(status, payload, wait)
 
     async def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         return await self.request("GET", path, params)
@@ -244,9 +244,11 @@ class Client:
         the watch to another server; a broken connection raises ApiConnectionError; a
         non-2xx answer to the watch request raises ApiError.
 
-        `movable` (default: unless sendInitialEvents is asked) lets the balancer close
-        this watch to move it; the caller must then resume from its last
-        resourceVersion."""
+        `movable` (default: yes, except a WatchList stream until its initial-events-end
+        bookmark) lets the balancer close this watch to move it; the caller must then
+        resume from its last resourceVersion. Break out of `async for` only inside
+        `contextlib.aclosing(...)` (or call `aclose()`), so the connection is released
+        at once rather than when the generator is collected."""
         session = self._ensure()
         q = _params(params)
         q.setdefault("watch", "true")
@@ -261,10 +263,12 @@ class Client:
             await self.limiter.wait()
             s = self.balancer.pick_for_watch(exclude=tried)
             s.requests += 1
+            self.balancer.watch_reserved(s)
             try:
                 resp = await session.get(s.url + path, params=q, headers=hdrs, timeout=to, **self._kw())
                 break
             except aiohttp.ClientConnectorError as e:
+                self.balancer.watch_failed(s)
                 self.balancer.failed(s)
                 tried.add(s.url)
                 if len(tried) >= len(self.balancer.servers):
@@ -274,13 +278,17 @@ class Client:
                     await backoff.sleep()
                 attempt += 1
             except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+                self.balancer.watch_failed(s)
                 self.balancer.failed(s)
                 raise ApiConnectionError(f"WATCH {s.url}{path}: {e!r}") from e
+            except BaseException:
+                self.balancer.watch_failed(s)
+                raise
         handle = self.balancer.watch_opened(s, resp.close, movable)
         try:
             if resp.status != 200:
                 payload = await resp.read()
-                raise _error(resp.status, payload)
+                raise _error(resp.status, payload, _retry_after(resp))
             self.balancer.succeeded(s)
             buf = bytearray()
             while True:
@@ -306,7 +314,11 @@ class Client:
                     start = nl + 1
                     if line.strip():
                         ev = orjson.loads(line)
-                        yield ev.get("type", ""), ev.get("object") or {}
+                        etype, obj = ev.get("type", ""), ev.get("object") or {}
+                        if not movable and etype == "BOOKMARK" and _initial_end(obj):
+                            movable = True
+                            self.balancer.make_movable(handle)
+                        yield etype, obj
                 if start:
                     del buf[:start]
                 if len(buf) > MAX_EVENT_BYTES:
@@ -316,9 +328,15 @@ class Client:
             resp.close()
 
 
-def _error(status: int, payload: bytes) -> ApiError:
+def _initial_end(obj: dict[str, Any]) -> bool:
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get("k8s.io/initial-events-end") == "true"
+
+
+def _error(status: int, payload: bytes, retry_after: float | None = None) -> ApiError:
     try:
         body: Any = orjson.loads(payload) if payload else {}
     except orjson.JSONDecodeError:
         body = payload.decode(errors="replace")
-    return ApiError.from_status(status, body)
+    e = ApiError.from_status(status, body)
+    e.retry_after_header = retry_after
+    return e

@@ -160,3 +160,19 @@ def test_indexer_keeps_indexes_exact():
     with pytest.raises(KeyError, match="no index named"):
         idx.by_index("missing", "x")
     assert DeletedFinalStateUnknown("n/a", a).key == meta_key(DeletedFinalStateUnknown("n/a", a))
+
+
+def test_transforms():
+    from kubeplane.client import chain, intern_strings, strip, strip_and_intern, strip_managed_fields
+
+    def obj() -> dict:
+        import orjson
+        return orjson.loads(b'{"metadata":{"name":"a","managedFields":[{"manager":"m"}],"annotations":'
+                            b'{"kubectl.kubernetes.io/last-applied-configuration":"{}","keep":"v"}},'
+                            b'"spec":{"containers":[{"imagePullPolicy":"IfNotPresent"}]}}')
+    assert "managedFields" not in strip_managed_fields(obj())["metadata"]
+    s = strip("metadata.annotations.kubectl.kubernetes.io/last-applied-configuration", "spec")(obj())
+    assert s["metadata"]["annotations"] == {"keep": "v"} and "spec" not in s
+    a, b = strip_and_intern(obj()), chain(strip_managed_fields, intern_strings)(obj())
+    assert a == b and "managedFields" not in a["metadata"]
+    assert a["spec"]["containers"][0]["imagePullPolicy"] is b["spec"]["containers"][0]["imagePullPolicy"]

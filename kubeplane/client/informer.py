@@ -157,17 +157,17 @@ class Informer:
             log.exception("%s informer: event handler %r failed", self.resource, fn)
 
     def _dispatch_add(self, obj: dict[str, Any]) -> None:
-        for h in self._handlers:
+        for h in tuple(self._handlers):   # a handler may add or remove handlers
             if h.on_add is not None:
                 self._call(h.on_add, obj)
 
     def _dispatch_update(self, old: dict[str, Any], new: dict[str, Any]) -> None:
-        for h in self._handlers:
+        for h in tuple(self._handlers):   # a handler may add or remove handlers
             if h.on_update is not None:
                 self._call(h.on_update, old, new)
 
     def _dispatch_delete(self, obj: Any) -> None:
-        for h in self._handlers:
+        for h in tuple(self._handlers):   # a handler may add or remove handlers
             if h.on_delete is not None:
                 self._call(h.on_delete, obj)
 

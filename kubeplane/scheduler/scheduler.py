@@ -122,9 +122,9 @@ class Scheduler:
                 # our own binding seen: the assumed PodInfo stands (a bound pod's requests
                 # do not change), with the API's object
                 info = replace(entry[0], pod=new, labels=(new.get("metadata") or {}).get("labels") or {})
+                self.cache.confirm(info)
             else:
-                info = pod_info(new)
-            self.cache.set_pod(info)
+                self.cache.set_pod(pod_info(new))
             self.queue.delete(key)
             self.profile.unnominate(key)
             self.queue.move(fw.POD_UPDATE if was else fw.POD_ADD)

@@ -192,7 +192,8 @@ async def run(opts: Options, ready: asyncio.Event | None = None) -> None:
         try:
             await factory.start()
             if not await factory.wait_for_cache_sync(timeout=120):
-                raise RuntimeError("informer caches did not sync in 120 s")
+                raise ConnectionError(f"informer caches did not sync in 120 s: is {cfg.server} reachable, "
+                                      "and do these credentials allow listing nodes and pods?")
             print(f"kubeplane scheduler: caches synced ({sched.cache.node_count} nodes, "
                   f"{len(sched.queue.pods)} pending pods), server {cfg.servers[0] if cfg.servers else ''}", flush=True)
             if ready is not None:

@@ -10,6 +10,7 @@
     python -m bench exhaust --help   # abusive connections: a 64 MB header, watches that never read
     python -m bench client-http      # aiohttp vs httpx for the client: small GETs, a big LIST
     python -m bench informer --help  # informer initial sync: time and RSS, with and without the transform
+    python -m bench scheduler --help # the scheduler: 5,000 nodes, 30,000 pending pods, bound/s end to end
 """
 
 from __future__ import annotations
@@ -72,9 +73,16 @@ def _informer(argv: list[str]) -> int:
     return main(argv)
 
 
+def _scheduler(argv: list[str]) -> int:
+    from .scheduler_bench import main
+
+    return main(argv)
+
+
 BENCHMARKS: dict[str, Callable[[list[str]], int]] = {"store": _store, "http": _http, "api": _api, "read": _read,
                                                      "apf": _apf, "protobuf": _protobuf, "exhaust": _exhaust,
-                                                     "client-http": _client_http, "informer": _informer}
+                                                     "client-http": _client_http, "informer": _informer,
+                                                     "scheduler": _scheduler}
 
 
 def main(argv: list[str]) -> int:

@@ -140,9 +140,29 @@ def test_store_does_not_import_the_apiserver():
     assert wrong == []
 
 
+def test_scheduler_talks_to_the_api_only_through_the_client():
+    """kubeplane.scheduler runs against any API server: it may import kubeplane.client
+    (and the runtime helpers), never the API server or the store."""
+    graph = _graph()
+    allowed = ("kubeplane.scheduler", "kubeplane.client", "kubeplane.runtime")
+    wrong = [f"{m} -> {d}" for m, deps in graph.items() if m.startswith("kubeplane.scheduler")
+             for d in deps if d.startswith("kubeplane.") and not d.startswith(allowed)]
+    assert wrong == []
+    assert any(m.startswith("kubeplane.scheduler") for m in graph)
+
+
 def test_the_checker_sees_a_circle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
+
+def test_client_imports_nothing_else_of_kubeplane():
+    """kubeplane.client is a client of any Kubernetes API server: it may not import the
+    API server, the store or any other kubeplane package (they may import it)."""
+    graph = _graph()
+    wrong = [f"{m} -> {d}" for m, deps in graph.items() if m.startswith("kubeplane.client")
+             for d in deps if d.startswith("kubeplane.") and not d.startswith("kubeplane.client")]
+    assert wrong == []
+    assert any(m.startswith("kubeplane.client.") for m in graph), "the checker must see the client package"
 
 
 def _between(graph: dict[str, set[str]], a: str, b: str) -> list[str]:
@@ -161,13 +181,3 @@ def test_the_sim_rule_sees_an_import():
     assert _between({"kubeplane.sim.kubelet.server": {"kubeplane.apiserver.transport.http"}},
                     "kubeplane.sim", API) == ["kubeplane.sim.kubelet.server -> kubeplane.apiserver.transport.http"]
     assert _between({"kubeplane.apiserver.app": {"kubeplane.sim.kubelet"}}, "kubeplane.sim", API) != []
-
-
-def test_client_imports_nothing_else_of_kubeplane():
-    """kubeplane.client is a client of any Kubernetes API server: it may not import the
-    API server, the store or any other kubeplane package (they may import it)."""
-    graph = _graph()
-    wrong = [f"{m} -> {d}" for m, deps in graph.items() if m.startswith("kubeplane.client")
-             for d in deps if d.startswith("kubeplane.") and not d.startswith("kubeplane.client")]
-    assert wrong == []
-    assert any(m.startswith("kubeplane.client.") for m in graph), "the checker must see the client package"

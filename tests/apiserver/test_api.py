@@ -792,3 +792,35 @@ def test_long_list_is_streamed_whole(server, ns):
         assert r.status == 200
         got = [o["metadata"]["name"] for o in r.json["items"]]
         assert got == (names if q != "?limit=600" else names[:600]), q
+
+
+def test_node_create_keeps_its_status(server, ns):
+    """Upstream's node strategy: "Nodes allow *all* fields, including status, to be set on
+    create" (a kubelet registers its Node with capacity and conditions); a pod's other
+    status-bearing peers (e.g. Deployments) drop it."""
+    node = f"cap-{ns}"[:60]
+    status = {"capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+              "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}
+    r = server.call("POST", "/api/v1/nodes", {"metadata": {"name": node}, "status": status})
+    try:
+        assert r.status == 201, r
+        got = server.call("GET", f"/api/v1/nodes/{node}").json["status"]
+        assert got["capacity"] == status["capacity"] and got["allocatable"] == status["allocatable"], got
+    finally:
+        server.call("DELETE", f"/api/v1/nodes/{node}")
+    d = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "st"},
+         "spec": {"selector": {"matchLabels": {"a": "b"}},
+                  "template": {"metadata": {"labels": {"a": "b"}},
+                               "spec": {"containers": [{"name": "c", "image": "i"}]}}},
+         "status": {"replicas": 7}}
+    r = server.call("POST", f"/apis/apps/v1/namespaces/{ns}/deployments", d)
+    assert r.status == 201 and "replicas" not in r.json["status"], r.json["status"]
+
+
+def test_crd_with_a_null_spec_is_invalid_not_a_500(server):
+    """`spec: null` is Go's zero spec: 422 naming the missing fields (the fuzz test found a 500)."""
+    body = b"apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: x.y.z\nspec: null\n"
+    r = server.call("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", raw=body,
+                    content_type="application/yaml")
+    assert r.status == 422 and r.json["reason"] == "Invalid", r
+    assert any(c["field"] == "spec.group" for c in r.json["details"]["causes"]), r.json

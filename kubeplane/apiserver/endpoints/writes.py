@@ -92,7 +92,10 @@ class Writes:
         md["uid"] = str(uuid.uuid4())
         md["creationTimestamp"] = now_rfc3339()
         strategy = self.registry.strategy(info)
-        if strategy.has_status and info.plural not in ("pods", "namespaces", "services", "persistentvolumeclaims"):
+        # nodes: "Nodes allow *all* fields, including status, to be set on create" (upstream's
+        # node strategy: a kubelet registers its Node with its capacity in status)
+        if strategy.has_status and info.plural not in ("pods", "namespaces", "services", "persistentvolumeclaims",
+                                                       "nodes"):
             obj.pop("status", None)
         strategy.apply_defaults(obj, True)
         if strategy.tracks_generation:

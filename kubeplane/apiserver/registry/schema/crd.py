@@ -723,8 +723,13 @@ def crd_defaults(crd: dict[str, Any], now: str | None = None) -> dict[str, Any]:
     spec.names.singular/listKind, spec.conversion.strategy None, per-version served/storage
     untouched, status.acceptedNames = spec.names, conditions NamesAccepted and Established,
     storedVersions = [the storage version]."""
-    spec = crd.setdefault("spec", {})
-    names = spec.setdefault("names", {})
+    # A JSON null is Go's zero value (an empty struct): validation then names what is missing.
+    if not isinstance(crd.get("spec"), dict):
+        crd["spec"] = {}
+    spec = crd["spec"]
+    if not isinstance(spec.get("names"), dict):
+        spec["names"] = {}
+    names = spec["names"]
     kind = names.get("kind") or ""
     if not names.get("singular") and kind:
         names["singular"] = kind.lower()
@@ -733,11 +738,13 @@ def crd_defaults(crd: dict[str, Any], now: str | None = None) -> dict[str, Any]:
     if not spec.get("conversion"):
         spec["conversion"] = {"strategy": "None"}
     conv = spec["conversion"]
-    if conv.get("strategy") == "Webhook" and isinstance(conv.get("webhook"), dict):
+    if isinstance(conv, dict) and conv.get("strategy") == "Webhook" and isinstance(conv.get("webhook"), dict):
         conv["webhook"].setdefault("conversionReviewVersions", ["v1"])
     if now is None:
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    status = crd.setdefault("status", {})
+    if not isinstance(crd.get("status"), dict):
+        crd["status"] = {}
+    status = crd["status"]
     accepted = {k: names[k] for k in ("categories", "kind", "listKind", "plural", "shortNames", "singular")
                 if names.get(k)}
     status["acceptedNames"] = accepted

@@ -213,11 +213,15 @@ class PodLifecycle:
         policy = v.restart_policy
         if policy == "Always" or (policy == "OnFailure" and code != 0):
             st.state = BACKOFF
-            if await self._patch(st, exited_status(v, code, st.started, now, st.restarts, None, True), "exit"):
-                self.sim.metrics.restarts.inc()
             st.restarts += 1
+            self.sim.metrics.restarts.inc()
+            delay = st.timing.backoff(st.restarts)
+            if delay <= 0:
+                await self._restart(st, (code, st.started, now))
+                return
+            await self._patch(st, exited_status(v, code, st.started, now, st.restarts - 1, None, True), "exit")
             if not st.deleting:
-                self._at(st, st.timing.backoff(st.restarts), self._restart, (code, st.started, now))
+                self._at(st, delay, self._restart, (code, st.started, now))
             return
         phase = "Succeeded" if code == 0 else "Failed"
         st.state = DONE

@@ -53,8 +53,11 @@ class Timing:
         return grace if self.stopSeconds is None else min(self.stopSeconds, grace)
 
     def backoff(self, restarts: int) -> float:
-        """CrashLoopBackOff before restart number `restarts` (1, 2, ...): doubling from backoffSeconds."""
-        return min(self.backoffMaxSeconds, self.backoffSeconds * 2 ** max(0, min(restarts - 1, 30)))
+        """CrashLoopBackOff before restart number `restarts` (1, 2, ...): the first restart
+        is at once, as the kubelet's; then backoffSeconds, doubling up to backoffMaxSeconds."""
+        if restarts <= 1:
+            return 0.0
+        return min(self.backoffMaxSeconds, self.backoffSeconds * 2 ** min(restarts - 2, 30))
 
 
 _FIELDS = {f.name for f in fields(Timing)}

@@ -205,6 +205,7 @@ class Simulator:
         self.watch_tasks: list[asyncio.Task[None]] = []
         self.closing = False
         self.started_at = 0.0
+        self.registered = 0
         self.ready_at = 0.0
         self.heartbeats: Heartbeats
         self.lifecycle: PodLifecycle
@@ -257,6 +258,7 @@ class Simulator:
             async with sem:
                 await self.register(node)
             done += 1
+            self.registered = done
             if progress is not None:
                 progress(done)
 
@@ -350,7 +352,7 @@ class Simulator:
     def stats(self) -> dict[str, Any]:
         m = self.metrics
         return {
-            "nodes": len(self.nodes), "stopped": sum(1 for n in self.nodes.values() if n.stopped),
+            "nodes": len(self.nodes), "registered": self.registered, "stopped": sum(1 for n in self.nodes.values() if n.stopped),
             "pods": self.lifecycle.count if hasattr(self, "lifecycle") else 0,
             "watches": (1 if self.options.cheap else len(self.nodes)) + 1,
             "heartbeats": m.counts["heartbeats"], "late": m.counts["late"], "failed": m.counts["failed"],

@@ -35,6 +35,7 @@ from rich.table import Table
 from .procs import REPO
 
 console = Console()
+wide = Console(width=max(console.width, 180))          # the results table, also when piped
 
 
 def _start_server(base: Path) -> tuple[subprocess.Popen, int, str]:
@@ -222,7 +223,7 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     modes = [False, True] if args.both else [args.cheap]
     results = [run_one(args.nodes, cheap, args.window, args.pods, args.keep) for cheap in modes]
-    console.print(_table(results))
+    wide.print(_table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

@@ -48,7 +48,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node-pods", type=_count, default=110, help="pod capacity per node (default %(default)s)")
     p.add_argument("--zones", type=_count, default=3, help="spread nodes over this many zones (default %(default)s)")
     p.add_argument("--kube-api-qps", type=float, default=0.0,
-                   help="pod and watch client QPS (default 0: 50 + count/10); heartbeats have their own client")
+                   help="pod and watch client QPS (default 0: 100 + count/2); heartbeats have their own client")
     p.add_argument("--kube-api-burst", type=int, default=0, help="its burst (default 0: twice the QPS)")
     p.add_argument("--allow-real-commands", action="store_true",
                    help="let pods annotated kubeplane.io/exec-real-commands=true run real commands on this host")

@@ -66,9 +66,11 @@ class SimOptions:
     def client_rates(self) -> tuple[tuple[float, int], tuple[float, int]]:
         """((qps, burst) of the pod/watch client, (qps, burst) of the heartbeat client).
         Heartbeats: count/10 renewals per second plus status posts, doubled for headroom;
-        pods: --kube-api-qps if given, else 50 + count/10 (watches start through it too)."""
+        pods: --kube-api-qps if given, else 100 + count/2 (a kubelet may send 50/s on its
+        own, kubeAPIQPS, so N kubelets have no common cap; this one keeps a runaway
+        simulator from flooding the server; watches start through it too)."""
         hb = max(50.0, 2 * self.count / self.lease_interval + self.count / self.status_interval)
-        main = self.qps or (50.0 + self.count / 10)
+        main = self.qps or (100.0 + self.count / 2)
         return (main, self.burst or int(2 * main)), (hb, int(2 * hb))
 
 

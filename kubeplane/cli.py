@@ -200,8 +200,9 @@ def _add_serve_scheduler_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_serve_sim_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hollow-nodes", type=_int_in(0, 49152), default=3, metavar="N",
-                        help="start N simulated nodes (kubeplane sim nodes, a child process over loopback "
-                             "HTTPS) so pods run; 0 = a bare control plane (default %(default)s)")
+                        help="start N simulated (hollow) nodes (kubeplane sim nodes, a child process over "
+                             "loopback HTTPS): pods bound to them report Running, no container runs; "
+                             "0 = a bare control plane (default %(default)s)")
     parser.add_argument("--hollow-nodes-metrics-bind-address", default="127.0.0.1:10255", metavar="HOST:PORT",
                         help="the simulator's /metrics (default %(default)s; 0 = off)")
 

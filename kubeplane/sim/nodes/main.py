@@ -47,12 +47,12 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node-memory", default="256Gi", help="memory capacity per node (default %(default)s)")
     p.add_argument("--node-pods", type=_count, default=110, help="pod capacity per node (default %(default)s)")
     p.add_argument("--zones", type=_count, default=3, help="spread nodes over this many zones (default %(default)s)")
-    p.add_argument("--kube-api-qps", type=float, default=0.0,
+    p.add_argument("--kube-api-qps", type=_seconds, default=0.0,
                    help="pod and watch client QPS (default 0: 100 + count/2); heartbeats have their own client")
-    p.add_argument("--kube-api-burst", type=int, default=0, help="its burst (default 0: twice the QPS)")
+    p.add_argument("--kube-api-burst", type=_count, default=0, help="its burst (default 0: twice the QPS)")
     p.add_argument("--allow-real-commands", action="store_true",
                    help="let pods annotated kubeplane.io/exec-real-commands=true run real commands on this host")
-    p.add_argument("--summary-interval", type=float, default=60.0,
+    p.add_argument("--summary-interval", type=_seconds, default=60.0,
                    help="seconds between summary lines (default %(default)s; 0 = only at exit)")
     p.add_argument("--progress", default="auto", choices=("auto", "always", "never"),
                    help="the progress bar while nodes register (default: when stdout is a terminal)")
@@ -65,6 +65,16 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if not 0 <= v <= MAX_NODES:
         raise argparse.ArgumentTypeError(f"{v} is out of range (0..{MAX_NODES})")
+    return v
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= v < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
     return v
 
 

@@ -210,6 +210,67 @@ def _table(results: list[dict]) -> Table:
     return t
 
 
+def timer_costs(n: int = 5000) -> dict[str, dict[str, float]]:
+    """What planning n nodes' next heartbeat costs: a sleeping task per node vs a
+    `loop.call_at` handle per node (the simulator's choice), on asyncio and uvloop:
+    bytes per node (tracemalloc) and CPU per wake-up."""
+    import gc
+    import tracemalloc
+
+    import uvloop
+
+    async def memory(way: str) -> float:
+        loop = asyncio.get_running_loop()
+
+        async def node(i: int) -> None:
+            while True:
+                await asyncio.sleep(10 + i * 0.002)
+
+        gc.collect()
+        tracemalloc.start()
+        a = tracemalloc.get_traced_memory()[0]
+        held = ([asyncio.ensure_future(node(i)) for i in range(n)] if way == "tasks"
+                else [loop.call_at(loop.time() + 10 + i * 0.002, lambda: None) for i in range(n)])
+        await asyncio.sleep(0.3)
+        b = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        for h in held:
+            h.cancel()
+        if way == "tasks":
+            await asyncio.gather(*held, return_exceptions=True)
+        return (b - a) / n
+
+    async def wake(way: str) -> float:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        count = 0
+
+        def fired() -> None:
+            nonlocal count
+            count += 1
+            if count == n:
+                done.set_result(None)
+
+        async def node() -> None:
+            await asyncio.sleep(0.01)
+            fired()
+
+        t0 = time.process_time()
+        if way == "tasks":
+            held = [asyncio.ensure_future(node()) for _ in range(n)]
+        else:
+            held = [loop.call_later(0.01, fired) for _ in range(n)]
+        await done
+        del held
+        return (time.process_time() - t0) / n * 1e6
+
+    out = {}
+    for name, runner in (("asyncio", asyncio.run), ("uvloop", uvloop.run)):
+        for way in ("tasks", "timers"):
+            out[f"{name} {way}"] = {"bytes_per_node": runner(memory(way)), "us_per_wake": runner(wake(way))}
+    return out
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench hollow", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -220,7 +281,17 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--pods", type=int, default=2000, help="pods started at the end (default %(default)s; 0 = none)")
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the results here")
     ap.add_argument("--keep", action="store_true", help="keep the data dir and logs")
+    ap.add_argument("--timers", action="store_true",
+                    help="only compare a sleeping task per node with a loop.call_at handle per node")
     args = ap.parse_args(argv)
+    if args.timers:
+        t = Table(title=f"planning the next heartbeat of {args.nodes:,} nodes")
+        for col in ("loop, way", "bytes per node", "CPU per wake-up (us)"):
+            t.add_column(col, justify="right")
+        for k, v in timer_costs(args.nodes).items():
+            t.add_row(k, f"{v['bytes_per_node']:.0f}", f"{v['us_per_wake']:.1f}")
+        wide.print(t)
+        return 0
     modes = [False, True] if args.both else [args.cheap]
     results = [run_one(args.nodes, cheap, args.window, args.pods, args.keep) for cheap in modes]
     wide.print(_table(results))

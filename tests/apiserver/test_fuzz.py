@@ -430,6 +430,19 @@ def _probe(port: int) -> str:
     return "; ".join(out)
 
 
+_NO_BACKEND = ("no preferred addresses found", "no endpoints available for service", "error dialing backend",
+               "dial tcp ")
+
+
+def _backend_unavailable(r: Any, why: str | None) -> bool:
+    """A connect subresource (nodes/pods/services proxy, log, exec, ...) whose backend the
+    fuzz's objects do not have (a node without addresses, a service without endpoints):
+    upstream answers 500 / 503 there too; it is not the client's mistake."""
+    path = r.path.split("?")[0]
+    return bool(why) and any(f"/{sub}" in path for sub in ("proxy", "log", "exec", "attach", "portforward")) \
+        and any(m in why for m in _NO_BACKEND)
+
+
 @pytest.mark.timeout(900)
 def test_fuzz_no_5xx(fuzz_server: ServerProc) -> None:
     server = fuzz_server
@@ -455,6 +468,9 @@ def test_fuzz_no_5xx(fuzz_server: ServerProc) -> None:
         distinct.add(hash(repr(r)))
         if status == 504 and (why and "ResourceVersionTooLarge" in why or r.method == "HEAD" and _future_rv(r)):
             codes["504 (too large resource version, as upstream)"] += 1
+            codes[status] -= 1
+        elif status in (500, 503) and _backend_unavailable(r, why):
+            codes[f"{status} (a proxy's backend is missing or unreachable, as upstream)"] += 1
             codes[status] -= 1
         elif status >= 500 or status < 0:
             if status < 0:      # is it this request, or is the whole server stuck?

@@ -30,13 +30,14 @@ KUBELET_HOST = "127.0.0.2"
 
 
 class KubeletThread:
-    """A KubeletServer on an event loop in a daemon thread."""
+    """A KubeletServer on an event loop in a daemon thread; with `client_ca` it lets in only
+    clients with a certificate that CA signed (the API server's kubelet client certificate)."""
 
-    def __init__(self) -> None:
+    def __init__(self, client_ca: str | None = None) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.server = KubeletServer()
+        self.server = KubeletServer(client_ca=client_ca)
 
     def call(self, coro, timeout: float = 10):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -48,7 +49,7 @@ class KubeletThread:
 
 @pytest.fixture(scope="module")
 def kubelet(server: ServerProc):
-    k = KubeletThread()
+    k = KubeletThread(client_ca=str(server.data_dir / "pki" / "ca.crt"))
     host, port = k.call(k.server.add_node(NODE, KUBELET_HOST, 0))
     r = server.call("POST", "/api/v1/nodes", {"metadata": {"name": NODE}})
     assert r.status in (201, 409), r
@@ -247,10 +248,18 @@ def test_kubectl_logs_exec_attach_portforward(server, kubelet, ns, tmp_path, ver
 def test_kubectl_spdy(server, kubelet, ns, tmp_path, version, env):
     """Older kubectl, and new kubectl with WebSockets off, speak SPDY/3.1 (POST upgrades)."""
     kc = Kubectl(version, server, tmp_path)
-    make_pod(server, kubelet, ns, "old")
+    make_pod(server, kubelet, ns, "old", annotations={"kubeplane.io/log-interval": "0.2"})
     trace = _exec_and_forward(kc, ns, "old", env=env)
     assert re.search(r'POST.*/pods/old/exec\?.*101 Switching Protocols', trace, re.S), trace
     assert re.search(r'POST.*/pods/old/portforward.*101 Switching Protocols', trace, re.S), trace
+    p = subprocess.Popen([kc.binary, "-n", ns, "attach", "old"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL, text=True, env={**kc.env, **env})
+    try:
+        out = _read_until(p, "old app line", 10)
+    finally:
+        p.kill()
+        p.wait(5)
+    assert "old app line" in out, out
 
 
 def test_connect_errors_in_upstreams_form(server, kubelet, ns, tmp_path):
@@ -261,8 +270,10 @@ def test_connect_errors_in_upstreams_form(server, kubelet, ns, tmp_path):
     assert r.status == 201, r
     base = f"/api/v1/namespaces/{ns}/pods"
 
+    upgrade = {"Connection": "Upgrade", "Upgrade": "SPDY/3.1", "X-Stream-Protocol-Version": "v4.channel.k8s.io"}
+
     def status(path: str, code: int, reason: str, message: str) -> None:
-        r = server.call("GET", path)
+        r = server.call("GET", path, headers=upgrade if re.search(r"/(exec|attach|portforward)\b", path) else None)
         assert r.status == code, (path, r)
         st = r.json
         assert (st["kind"], st["code"], st["reason"], st["message"]) == ("Status", code, reason, message), st
@@ -274,6 +285,10 @@ def test_connect_errors_in_upstreams_form(server, kubelet, ns, tmp_path):
     status(f"{base}/web/log?container=nope", 400, "BadRequest", "container nope is not valid for pod web")
     status(f"{base}/two/log", 400, "BadRequest", "a container name must be specified for pod two, choose one of: [a b]")
     status(f"{base}/web/exec?stdout=true", 400, "BadRequest", "you must specify at least 1 command")
+    r = server.call("GET", f"{base}/web/exec?command=true&stdout=true")      # no Upgrade
+    assert r.status == 400 and r.json["message"] == "Upgrade request required", r
+    r = server.call("GET", f"/api/v1/nodes/{NODE}/proxy")
+    assert r.status == 301 and r.headers["location"] == f"/api/v1/nodes/{NODE}/proxy/", r
     status(f"{base}/web/log?previous=true", 400, "BadRequest", 'previous terminated container "app" in pod "web" not found')
     status(f"{base}/missing/log", 404, "NotFound", 'pods "missing" not found')
     r = server.call("GET", f"{base}/web/log?tailLines=-1")
@@ -293,9 +308,11 @@ def test_connect_errors_in_upstreams_form(server, kubelet, ns, tmp_path):
     assert r.status == 200, r
     try:
         make_pod(server, kubelet, ns, "stranded", node=f"dead-{ns}")
-        r = server.call("GET", f"{base}/stranded/exec?command=true&stdout=true")
+        r = server.call("GET", f"{base}/stranded/exec?command=true&stdout=true", headers=upgrade)
         assert r.status == 500 and r.json["message"] == \
             f"error dialing backend: dial tcp 127.0.0.1:{dead}: connect: connection refused", r
+        r = server.call("GET", f"/api/v1/nodes/dead-{ns}/proxy/healthz")
+        assert r.status == 500 and r.json["message"] == f"dial tcp 127.0.0.1:{dead}: connect: connection refused", r
         r = server.call("GET", f"{base}/stranded/log")
         assert r.status == 500 and r.json["message"].startswith(f'Get "https://127.0.0.1:{dead}/containerLogs/{ns}/'
                                                                 f'stranded/app": dial tcp'), r
@@ -389,6 +406,7 @@ def test_connect_requests_are_long_running_and_skip_flow_control():
                  "/api/v1/namespaces/ns/services/s/proxy/"):
         ri = request_info("GET", path, "")
         assert ri.long_running and ri.verb == "get", path
+        assert ri.metric_verb == ("GET" if path.endswith("/log") else "CONNECT"), path
 
     class NoSeats:
         async def admit(self, *a):
@@ -417,3 +435,40 @@ def test_python_client_portforward(server, kubelet, ns):
     assert got == b"echo through the python client"
     sock.close()
     assert pf.error(8080) is None
+
+
+def test_kubelet_lets_in_only_the_api_servers_certificate(server, kubelet):
+    """The kubelet requires a client certificate from the cluster CA: the API server shows
+    its kubelet client certificate (every kubectl call above went through it); a client
+    without one does not get in."""
+    import ssl
+
+    def healthz(ctx: ssl.SSLContext) -> bytes:
+        """The kubelet's answer, b"" when the TLS handshake refused us."""
+        try:
+            with socket.create_connection((KUBELET_HOST, kubelet.port), timeout=5) as raw:
+                with ctx.wrap_socket(raw) as s:
+                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    return s.recv(100)     # TLS 1.3: a refused certificate shows at the first read
+        except (ssl.SSLError, ConnectionError):
+            return b""
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    assert healthz(ctx) == b""
+    ctx.load_cert_chain(str(server.data_dir / "pki" / "apiserver-kubelet-client.crt"),
+                        str(server.data_dir / "pki" / "apiserver-kubelet-client.key"))
+    assert healthz(ctx).startswith(b"HTTP/1.1 200 OK")
+
+
+def test_an_upgrade_nobody_takes_is_answered_and_the_connection_closed(server):
+    """The transport stops parsing at an Upgrade request: a handler that does not take the
+    connection over answers normally, and nothing after it on the connection is read as HTTP."""
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=10) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+                  b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"ok") and data.count(b"HTTP/1.1") == 1, data

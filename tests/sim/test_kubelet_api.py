@@ -5,6 +5,7 @@ configured address, node routing by the address dialled, and the request bounds.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import ssl
 import time
@@ -141,6 +142,17 @@ async def test_exec_over_websocket_channels(kubelet):
 
     _, got = await _exec(kubelet, "command=env&output=1", ["v4.channel.k8s.io"])
     assert b"GREETING=hi\n" in got[1] and b"HOSTNAME=p\n" in got[1]
+
+    # the base64 variant (browsers): text messages, the channel as a digit; cat echoes stdin
+    url = f"wss://{kubelet.host}:{kubelet.port}/exec/ns/p/app?command=cat&input=1&output=1"
+    async with connect(url, ssl=_ctx(), subprotocols=["v4.base64.channel.k8s.io"]) as ws:
+        assert ws.subprotocol == "v4.base64.channel.k8s.io"
+        await ws.send("0" + base64.b64encode(b"typed in a browser").decode())
+        async with asyncio.timeout(10):
+            msg = await ws.recv()
+            if msg == "1":                       # the empty "ready" message on stdout
+                msg = await ws.recv()
+    assert msg == "1" + base64.b64encode(b"typed in a browser").decode(), msg
 
     # the oldest protocol: a message on the error channel only when something failed
     _, got = await _exec(kubelet, "command=true&output=1", ["channel.k8s.io"])

@@ -24,20 +24,17 @@ class BackendError(Exception):
     """The backend could not be reached or spoke no HTTP ("error dialing backend: ...")."""
 
 
-_insecure: ssl.SSLContext | None = None
-
-
-def insecure_tls() -> ssl.SSLContext:
-    """TLS without verifying the backend's certificate: upstream's default for kubelets
-    when no --kubelet-certificate-authority is given. HTTP/1.1 only (upgrades need it)."""
-    global _insecure
-    if _insecure is None:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        ctx.set_alpn_protocols(["http/1.1"])
-        _insecure = ctx
-    return _insecure
+def backend_tls(client_cert: str = "", client_key: str = "") -> ssl.SSLContext:
+    """TLS without verifying the backend's certificate (upstream's default for kubelets
+    when no --kubelet-certificate-authority is given), showing the client certificate when
+    one is given (--kubelet-client-certificate). HTTP/1.1 only (upgrades need it)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    if client_cert and client_key:
+        ctx.load_cert_chain(client_cert, client_key)
+    return ctx
 
 
 @dataclass
@@ -59,10 +56,11 @@ class BackendConnection:
         self.head: ResponseHead | None = None
 
     @classmethod
-    async def open(cls, scheme: str, host: str, port: int) -> "BackendConnection":
+    async def open(cls, scheme: str, host: str, port: int, tls: ssl.SSLContext | None = None) -> "BackendConnection":
+        """Connect (TLS with `tls`, or an unverified context, for https)."""
         try:
             r, w = await asyncio.wait_for(asyncio.open_connection(
-                host, port, ssl=insecure_tls() if scheme == "https" else None, limit=MAX_HEAD), DIAL_TIMEOUT)
+                host, port, ssl=(tls or backend_tls()) if scheme == "https" else None, limit=MAX_HEAD), DIAL_TIMEOUT)
         except asyncio.TimeoutError:
             raise BackendError(f"dial tcp {_hostport(host, port)}: i/o timeout") from None
         except ssl.SSLError as e:

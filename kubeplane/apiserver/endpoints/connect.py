@@ -7,9 +7,11 @@ PortForwardLocation, ResourceLocation; node/strategy.go; service/proxy.go) and p
   ExternalIP, Hostname: kubeadm's --kubelet-preferred-address-types) and
   `status.daemonEndpoints.kubeletEndpoint.Port` (10250 when unset), over HTTPS without
   verifying the kubelet's certificate (upstream's default without
-  --kubelet-certificate-authority);
+  --kubelet-certificate-authority), showing the API server's kubelet client certificate
+  (`pki/apiserver-kubelet-client.crt`, CN kube-apiserver-kubelet-client, O system:masters);
 - to a pod (`pods/proxy`, `services/proxy` through the service's Endpoints): its IP,
-  which must be a global unicast address, as upstream insists.
+  which must be a global unicast address, as upstream insists. The root of a proxy
+  without its slash (`.../proxy`) is redirected (301) to `.../proxy/`, as upstream does.
 
 Upgrades (exec, attach, portforward; any proxied request with `Upgrade`) are relayed as
 upstream's UpgradeAwareHandler does: the client's handshake goes to the backend, and on
@@ -21,8 +23,10 @@ speaks only SPDY). A backend that does not switch is relayed as an ordinary resp
 
 Errors are upstream's: a pod without a node is 400 `pod X does not have a host assigned`
 (pods/log answers an empty log instead), an unknown container 400 `container X is not
-valid for pod Y`, a kubelet that cannot be reached 500 `error dialing backend: ...`, a
-kubelet's 4xx/5xx answer to pods/log becomes the matching Status with its text.
+valid for pod Y`, exec/attach/portforward without an Upgrade 400 `Upgrade request
+required`, a kubelet that cannot be reached 500 `error dialing backend: ...` (a plain
+proxied request: the dial error's text), a kubelet's 4xx/5xx answer to pods/log becomes
+the matching Status with its text.
 """
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ from ..machinery.errors import APIError, Cause
 from ..registry.registry import Registry
 from ..registry.storage import ObjectStore
 from ..transport.http import Request, Response
-from .backend import BackendConnection, BackendError, splice
+from .backend import BackendConnection, BackendError, backend_tls, splice
 
 CONNECT_SUBRESOURCES = {"pods": ("log", "exec", "attach", "portforward", "proxy"), "nodes": ("proxy",),
                         "services": ("proxy",)}
@@ -78,6 +82,11 @@ class Connect:
     def __init__(self, objects: ObjectStore, registry: Registry):
         self.objects = objects
         self.registry = registry
+        self.tls = backend_tls()       # no client certificate until use_client_certificate
+
+    def use_client_certificate(self, cert: str, key: str) -> None:
+        """Show this certificate to kubelets and pods dialled over HTTPS."""
+        self.tls = backend_tls(cert, key)
 
     def _info(self, plural: str) -> Any:
         info = self.registry.get("", "v1", plural)
@@ -99,7 +108,13 @@ class Connect:
             if req.method not in ("GET", "POST"):
                 raise errors.method_not_allowed()
             loc = await self.stream_location(req, namespace or "", name, sub)
-            return await self.relay(req, loc, "error dialing backend")
+            if not req.upgrade:
+                raise errors.bad_request("Upgrade request required")
+            return await self.relay(req, loc)
+        if not rest and not req.path.endswith("/") and req.method in ("GET", "HEAD"):
+            # upstream's proxyRedirectsforRootPath: the root of a proxy is "<...>/proxy/"
+            where = req.path + "/" + (f"?{req.raw_query}" if req.raw_query else "")
+            return Response(301, b"", [("Location", where)], content_type="")
         suffix = "/" + "/".join(rest) if rest else "/"
         if req.path.endswith("/") and rest and not suffix.endswith("/"):
             suffix += "/"
@@ -109,7 +124,7 @@ class Connect:
             loc = await self.pod_proxy_location(namespace or "", name, suffix, req.raw_query)
         else:
             loc = await self.service_proxy_location(namespace or "", name, suffix, req.raw_query)
-        return await self.relay(req, loc, "error trying to reach service")
+        return await self.relay(req, loc)
 
     # --- locations --------------------------------------------------------------------------
     async def kubelet(self, node_name: str) -> tuple[str, int]:
@@ -235,7 +250,7 @@ class Connect:
         host, port = await self.kubelet(node)
         loc = Location("https", host, port, f"/containerLogs/{namespace}/{name}/{container}", urlencode(params))
         try:
-            be = await BackendConnection.open("https", host, port)
+            be = await BackendConnection.open("https", host, port, self.tls)
         except BackendError as e:
             raise APIError(500, "", f'Get "https://{loc.hostport}{loc.target}": {e}') from None
         try:
@@ -258,14 +273,15 @@ class Connect:
             be.close()
 
     # --- the relay ---------------------------------------------------------------------------
-    async def relay(self, req: Request, loc: Location, dial_error: str) -> Response | None:
-        """Send the client's request to `loc` and its answer back; splice after a 101."""
+    async def relay(self, req: Request, loc: Location) -> Response | None:
+        """Send the client's request to `loc` and its answer back; splice after a 101.
+        Failures are upstream's UpgradeAwareHandler's: a 500 Status with the error's text
+        ("error dialing backend: ..." for upgrades, the dial error itself otherwise)."""
         upgrade = req.upgrade
         try:
-            be = await BackendConnection.open(loc.scheme, loc.host, loc.port)
+            be = await BackendConnection.open(loc.scheme, loc.host, loc.port, self.tls)
         except BackendError as e:
-            code = 500 if dial_error == "error dialing backend" else 503
-            raise APIError(code, "" if code == 500 else "ServiceUnavailable", f"{dial_error}: {e}") from None
+            raise APIError(500, "", f"error dialing backend: {e}" if upgrade else str(e)) from None
         handed_over = False
         try:
             headers = [("Host", loc.hostport)]
@@ -274,12 +290,19 @@ class Connect:
                 if lk in _DROP or (lk in _UPGRADE_ONLY and not upgrade):
                     continue
                 headers.append((k, v))
+            peer = req.conn.transport.get_extra_info("peername") if req.conn.transport is not None else None
+            if peer:
+                fwd = req.headers.get("x-forwarded-for")
+                headers = [(k, v) for k, v in headers if k.lower() != "x-forwarded-for"]
+                headers.append(("X-Forwarded-For", f"{fwd}, {peer[0]}" if fwd else str(peer[0])))
             if not upgrade:
                 headers.append(("Connection", "close"))
             try:
                 head = await be.request(req.method, loc.target, headers, req.body)
             except BackendError as e:
-                raise APIError(500, "", f"{dial_error}: {e}") from None
+                raise APIError(500, "", str(e)) from None
+            if upgrade and head.status != 101 and head.status < 400:
+                raise APIError(500, "", f"invalid upgrade response: status code {head.status}")
             if upgrade and head.status == 101:
                 tunnel = req.take_over()
                 tunnel.write(head.raw)          # what the backend sent after its head follows in splice

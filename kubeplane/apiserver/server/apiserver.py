@@ -162,6 +162,8 @@ class APIServer:
         app = App(self.handlers, self.registry, token, health=self.health,
                   authn=Authenticator(token, tokens), admission=self.admission, metrics=self.handlers.metrics)
         self.app = app
+        if self.pki is not None:       # the identity kubelets see (pods/log, exec, nodes/proxy, ...)
+            app.connect.use_client_certificate(self.pki.kubelet_client_cert, self.pki.kubelet_client_key)
         limits = Limits(header_timeout=cfg.read_header_timeout, idle_timeout=cfg.idle_timeout,
                         body_timeout=cfg.request_timeout, write_stall_timeout=cfg.write_stall_timeout)
         self.http = HTTPServer(app, status_body, max_body=cfg.max_body, limits=limits)
@@ -178,6 +180,8 @@ class APIServer:
             plain_app = App(self.handlers, self.registry, None, health=self.health,
                             authn=Authenticator(None, unsecured=True), admission=self.admission,
                             metrics=self.handlers.metrics)
+            if self.pki is not None:
+                plain_app.connect.tls = app.connect.tls
             self.http_plain = HTTPServer(plain_app, status_body, max_body=cfg.max_body, limits=limits)
             try:
                 self.http_port = await self.http_plain.listen(host, int(port))

@@ -129,6 +129,8 @@ def request_info(method: str, path: str, raw_query: str, content_type: str = "")
             ri.metric_verb = method_u if method_u in _METRIC_METHODS else "other"
         if ri.subresource in LONG_RUNNING_SUBRESOURCES and ri.name:
             ri.long_running = True
+            if ri.subresource != "log":      # upstream's Connecters report the verb CONNECT
+                ri.metric_verb = "CONNECT"
         if ri.name or ri.verb == "create":
             ri.scope = "resource"
         elif ri.namespace:

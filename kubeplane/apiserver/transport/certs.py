@@ -67,6 +67,8 @@ class Pki:
     key: str
     token_file: str
     token: str
+    kubelet_client_cert: str = ""   # the API server's identity towards kubelets (kubeadm's
+    kubelet_client_key: str = ""    # apiserver-kubelet-client: CN kube-apiserver-kubelet-client)
 
     def ca_pem(self) -> bytes:
         with open(self.ca_cert, "rb") as f:
@@ -231,6 +233,47 @@ def _new_serving(ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, dns: 
     return cert, key
 
 
+KUBELET_CLIENT_CN = "kube-apiserver-kubelet-client"
+
+
+def _new_client(ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, cn: str,
+                orgs: tuple[str, ...]) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A client certificate (clientAuth) for `cn` in groups `orgs`, signed by the CA."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+    subject = x509.Name([*(x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs),
+                         x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    ca_ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(min(now + SERVING_VALIDITY, ca.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                     key_encipherment=False, data_encipherment=False,
+                                     key_agreement=False, key_cert_sign=False, crl_sign=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
+                       critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def _client_usable(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    if cert.issuer != ca.subject or cert.not_valid_after_utc - _now() <= RENEW_BEFORE:
+        return False
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
 def cert_sans(cert: x509.Certificate) -> tuple[set[str], set[IPAddress]]:
     """The DNS names and IP addresses in a certificate's subjectAltName."""
     try:
@@ -277,7 +320,8 @@ def _ensure_token(path: str) -> str:
 
 
 def ensure_pki(pki_dir: str, hosts: list[str]) -> Pki:
-    """Create or reuse the CA, the serving certificate and the admin token in `pki_dir`.
+    """Create or reuse the CA, the serving certificate, the client certificate the API
+    server shows kubelets, and the admin token in `pki_dir`.
 
     `hosts` are extra IPs or DNS names the serving certificate must cover (e.g. the bind
     address or the machine's name). Raises ValueError for a host that is neither."""
@@ -286,7 +330,9 @@ def ensure_pki(pki_dir: str, hosts: list[str]) -> Pki:
     p = Pki(dir=pki_dir,
             ca_cert=os.path.join(pki_dir, "ca.crt"), ca_key=os.path.join(pki_dir, "ca.key"),
             cert=os.path.join(pki_dir, "apiserver.crt"), key=os.path.join(pki_dir, "apiserver.key"),
-            token_file=os.path.join(pki_dir, "token"), token="")
+            token_file=os.path.join(pki_dir, "token"), token="",
+            kubelet_client_cert=os.path.join(pki_dir, "apiserver-kubelet-client.crt"),
+            kubelet_client_key=os.path.join(pki_dir, "apiserver-kubelet-client.key"))
 
     ca_pair = _load_pair(p.ca_cert, p.ca_key)
     if ca_pair is None or not _ca_usable(ca_pair[0]):
@@ -309,7 +355,13 @@ def ensure_pki(pki_dir: str, hosts: list[str]) -> Pki:
         _write_atomic(p.key, _key_pem(key), 0o600)
         _write_atomic(p.cert, cert.public_bytes(serialization.Encoding.PEM), 0o600)
 
-    for keyfile in (p.ca_key, p.key):
+    client = _load_pair(p.kubelet_client_cert, p.kubelet_client_key)
+    if client is None or not _client_usable(client[0], ca):
+        cert, key = _new_client(ca, ca_key, KUBELET_CLIENT_CN, ("system:masters",))
+        _write_atomic(p.kubelet_client_key, _key_pem(key), 0o600)
+        _write_atomic(p.kubelet_client_cert, cert.public_bytes(serialization.Encoding.PEM), 0o600)
+
+    for keyfile in (p.ca_key, p.key, p.kubelet_client_key):
         if os.stat(keyfile).st_mode & 0o077:
             os.chmod(keyfile, 0o600)
     return replace(p, token=_ensure_token(p.token_file))

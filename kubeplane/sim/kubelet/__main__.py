@@ -33,7 +33,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--register", action="store_true", help="create the Nodes and publish their kubelet endpoint")
     p.add_argument("--allow-real-commands", action="store_true",
                    help="let pods annotated kubeplane.io/exec-real-commands=true run real commands on this host")
-    p.add_argument("--client-ca", default=None, help="require API server client certificates signed by this CA")
+    p.add_argument("--client-ca", default=None,
+                   help="only clients with a certificate this CA signed get in (default: the kubeconfig's CA, "
+                        "which signs the API server's kubelet client certificate)")
+    p.add_argument("--anonymous", action="store_true", help="let any client in (no client certificate needed)")
     args = p.parse_args(argv)
     first = ipaddress.ip_address(args.address)
     if not first.is_loopback:
@@ -43,7 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def run(args: argparse.Namespace) -> None:
     api = APIClient(args.kubeconfig)
-    kubelet = KubeletServer(lookup=api.get_pod, client_ca=args.client_ca,
+    client_ca = None if args.anonymous else (args.client_ca or api.ca_pem)
+    kubelet = KubeletServer(lookup=api.get_pod, client_ca=client_ca,
                             allow_real_commands=args.allow_real_commands)
     first = ipaddress.ip_address(args.address)
     port = args.port

@@ -34,6 +34,12 @@ class APIClient:
         if user.get("token"):
             self.headers["Authorization"] = f"Bearer {user['token']}"
         self.ssl = None
+        self.ca_pem: bytes | None = None      # the cluster's CA, which signs the API server's client certificate
+        if cluster.get("certificate-authority-data"):
+            self.ca_pem = base64.b64decode(cluster["certificate-authority-data"])
+        elif cluster.get("certificate-authority"):
+            with open(cluster["certificate-authority"], "rb") as f:
+                self.ca_pem = f.read()
         if self.https:
             self.ssl = ssl.create_default_context()
             if cluster.get("certificate-authority-data"):

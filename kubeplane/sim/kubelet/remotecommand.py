@@ -2,7 +2,9 @@
 
 WebSocket (kubectl 1.30+ speaks v5; the server picks the first of v5, v4, v3, v2, v1 the
 client offers): every binary message starts with a channel byte, 0 stdin, 1 stdout,
-2 stderr, 3 error, 4 resize; in v5 the client ends stdin with the message [255, 0].
+2 stderr, 3 error, 4 resize; in v5 the client ends stdin with the message [255, 0]. The
+base64 variants (`v4.base64.channel.k8s.io`, `base64.channel.k8s.io`, for browsers) send
+text messages: the channel as a digit, then the data in base64.
 SPDY (kubectl 1.29 and older, or when the WebSocket upgrade fails): the protocol is
 negotiated by `X-Stream-Protocol-Version` and the client opens one stream per channel
 (header `streamType: error|stdin|stdout|stderr|resize`).
@@ -15,6 +17,8 @@ own exit code), older versions a plain message on failure only; then the connect
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import time
 from dataclasses import dataclass
@@ -26,7 +30,7 @@ from .responder import Exec, ExecResult, LogOptions, PodLogs
 from .websocket import WebSocket
 
 WS_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io",
-                "channel.k8s.io")
+                "channel.k8s.io", "v4.base64.channel.k8s.io", "base64.channel.k8s.io")
 SPDY_PROTOCOLS = ("v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io")
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 STREAM_WAIT = 30.0           # how long the SPDY side waits for the client's streams
@@ -116,6 +120,7 @@ async def serve_websocket(req: Request, opts: Options, run: Run) -> None:
     if ws is None:
         return
     proto = ws.subprotocol or "channel.k8s.io"
+    b64 = "base64" in proto
     stdin: asyncio.Queue[bytes] = asyncio.Queue(16)
     gone = asyncio.Event()
 
@@ -125,6 +130,12 @@ async def serve_websocket(req: Request, opts: Options, run: Run) -> None:
                 if not msg:
                     continue
                 ch, data = msg[0], msg[1:]
+                if b64:
+                    ch -= ord("0")
+                    try:
+                        data = base64.b64decode(data, validate=True)
+                    except (binascii.Error, ValueError):
+                        continue
                 if ch == STDIN and data:
                     await stdin.put(data)
                 elif ch == CLOSE and data[:1] == bytes([STDIN]):
@@ -137,17 +148,23 @@ async def serve_websocket(req: Request, opts: Options, run: Run) -> None:
     async def read() -> bytes:
         return await stdin.get()
 
+    async def send(ch: int, data: bytes) -> None:
+        if b64:
+            await ws.send_text(chr(ord("0") + ch) + base64.b64encode(data).decode())
+        else:
+            await ws.send(bytes([ch]) + data)
+
     def writer(ch: int) -> Callable[[bytes], Awaitable[None]]:
         async def w(data: bytes) -> None:
             if data:
-                await ws.send(bytes([ch]) + data)
+                await send(ch, data)
         return w
 
     rtask = asyncio.get_running_loop().create_task(reader())
     if opts.stdout:               # an empty message on the lowest writable channel: "ready"
-        await ws.send(bytes([STDOUT]))
+        await send(STDOUT, b"")
     elif opts.stderr:
-        await ws.send(bytes([STDERR]))
+        await send(STDERR, b"")
     out = writer(STDOUT) if opts.stdout else _discard
     err = (out if opts.tty else writer(STDERR)) if opts.stderr else _discard
     work = asyncio.ensure_future(run(read if opts.stdin else None, out, err))
@@ -157,7 +174,7 @@ async def serve_websocket(req: Request, opts: Options, run: Run) -> None:
     if work.done() and not work.cancelled():
         msg = status_message(proto, work.result(), opts.command)
         if msg:
-            await ws.send(bytes([ERROR]) + msg)
+            await send(ERROR, msg)
     else:                          # the client went away: stop the command
         work.cancel()
     await ws.close()

@@ -46,10 +46,12 @@ NOT_FOUND = Response(404, b"404 page not found\n")     # Go's http.NotFound, for
 
 class KubeletServer:
     """Pods come from `set_pod` (what the simulator's informer sees) or, for pods it was
-    not told about, from `lookup` (e.g. a GET against the API server). Exec never runs a
-    real program unless `allow_real_commands` and the pod's annotation both say so."""
+    not told about, from `lookup` (e.g. a GET against the API server). With `client_ca`
+    (a PEM file or bytes) only clients with a certificate it signed get in (the API
+    server shows its kubelet client certificate). Exec never runs a real program unless
+    `allow_real_commands` and the pod's annotation both say so."""
 
-    def __init__(self, lookup: PodLookup | None = None, client_ca: str | None = None,
+    def __init__(self, lookup: PodLookup | None = None, client_ca: str | bytes | None = None,
                  now: Callable[[], float] = time.time, allow_real_commands: bool = False):
         self.lookup = lookup
         self.allow_real_commands = allow_real_commands   # honour kubeplane.io/exec-real-commands
@@ -58,6 +60,7 @@ class KubeletServer:
         self.pods: dict[tuple[str, str], dict[str, Any]] = {}
         self.listeners: dict[tuple[str, int], set[str]] = {}
         self.servers: dict[tuple[str, int], asyncio.base_events.Server] = {}
+        self._port_of: dict[str, int] = {}          # host -> its first listener's port
         self._ssl = None
         self.requests = 0
 
@@ -65,16 +68,18 @@ class KubeletServer:
     async def add_node(self, name: str, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         """Serve node `name` at host:port (port 0: a free one, or the port host already
         has); returns where. Nodes given the same host and port share a listener."""
-        for (h, p), nodes in self.listeners.items():
-            if h == host and (port in (0, p)):
-                nodes.add(name)
-                return h, p
+        if port == 0 and host in self._port_of:
+            port = self._port_of[host]
+        if (host, port) in self.listeners:
+            self.listeners[(host, port)].add(name)
+            return host, port
         if self._ssl is None:
             self._ssl = server_context([host], self.client_ca)
         srv = await listen(self._handle, host, port, self._ssl)
         where = srv.sockets[0].getsockname()[:2]
         self.servers[where] = srv
         self.listeners[where] = {name}
+        self._port_of.setdefault(where[0], where[1])
         return where
 
     def set_pod(self, pod: dict[str, Any]) -> None:
@@ -94,6 +99,7 @@ class KubeletServer:
                 pass
         self.servers.clear()
         self.listeners.clear()
+        self._port_of.clear()
 
     def _nodes_at(self, local: tuple[str, int]) -> set[str] | None:
         return self.listeners.get(local)

@@ -39,9 +39,10 @@ def self_signed(hosts: list[str]) -> tuple[bytes, bytes]:
                               serialization.NoEncryption()))
 
 
-def server_context(hosts: list[str], client_ca: str | None = None) -> ssl.SSLContext:
-    """A TLS server context (HTTP/1.1 only: upgrades need it). With `client_ca`, clients
-    must present a certificate it signed (upstream's --client-ca-file)."""
+def server_context(hosts: list[str], client_ca: str | bytes | None = None) -> ssl.SSLContext:
+    """A TLS server context (HTTP/1.1 only: upgrades need it). With `client_ca` (a file,
+    or PEM bytes), clients must present a certificate it signed (upstream's
+    --client-ca-file)."""
     cert, key = self_signed(hosts)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.set_alpn_protocols(["http/1.1"])
@@ -54,5 +55,8 @@ def server_context(hosts: list[str], client_ca: str | None = None) -> ssl.SSLCon
         ctx.load_cert_chain(cp, kp)
     if client_ca:
         ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(client_ca)
+        if isinstance(client_ca, bytes):
+            ctx.load_verify_locations(cadata=client_ca.decode())
+        else:
+            ctx.load_verify_locations(client_ca)
     return ctx

@@ -11,7 +11,6 @@ import asyncio
 import re
 from typing import Sequence
 
-from websockets.datastructures import Headers
 from websockets.frames import Opcode
 from websockets.http11 import Request as WSRequest
 from websockets.protocol import State
@@ -125,6 +124,12 @@ class WebSocket:
         if self.closed or self.proto.state is not State.OPEN:
             return
         self.proto.send_binary(data)
+        await self._flush()
+
+    async def send_text(self, text: str) -> None:
+        if self.closed or self.proto.state is not State.OPEN:
+            return
+        self.proto.send_text(text.encode())
         await self._flush()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:

@@ -8,6 +8,8 @@
     python -m bench apf --help       # what APF and metrics cost: GET throughput, both on vs both off
     python -m bench protobuf         # the protobuf codec's per-object cost vs orjson (2.3 KB pod)
     python -m bench exhaust --help   # abusive connections: a 64 MB header, watches that never read
+    python -m bench client-http      # aiohttp vs httpx for the client: small GETs, a big LIST
+    python -m bench informer --help  # informer initial sync: time and RSS, with and without the transform
     python -m bench scheduler --help # the scheduler: 5,000 nodes, 30,000 pending pods, bound/s end to end
     python -m bench hollow --help    # hollow nodes: 5,000 per process, CPU, RSS, Lease lag, pods started/s
 """
@@ -60,6 +62,18 @@ def _exhaust(argv: list[str]) -> int:
     return main(argv)
 
 
+def _client_http(argv: list[str]) -> int:
+    from .client_http_bench import main
+
+    return main(argv)
+
+
+def _informer(argv: list[str]) -> int:
+    from .informer_bench import main
+
+    return main(argv)
+
+
 def _scheduler(argv: list[str]) -> int:
     from .scheduler_bench import main
 
@@ -74,6 +88,7 @@ def _hollow(argv: list[str]) -> int:
 
 BENCHMARKS: dict[str, Callable[[list[str]], int]] = {"store": _store, "http": _http, "api": _api, "read": _read,
                                                      "apf": _apf, "protobuf": _protobuf, "exhaust": _exhaust,
+                                                     "client-http": _client_http, "informer": _informer,
                                                      "scheduler": _scheduler, "hollow": _hollow}
 
 

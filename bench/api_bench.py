@@ -8,6 +8,12 @@ with ``wrk`` (C, so the client costs little of the 2 shared cores) and 32 connec
 - merge patches: PATCH application/merge-patch+json of one label on existing pods;
   target >= 1,100/s (upstream 483-579/s).
 
+With ``--protobuf``, every repetition also creates the pod with protobuf bodies and
+``Accept`` protobuf (as a Go client or kubectl 1.32+), once with one spec for all pods (a
+template: the codec's spec memo hits) and once with no two specs alike; the server's CPU
+time per create (user + system from /proc, all threads, over the phase) is reported for the
+JSON and the protobuf creates: on a shared machine it swings less than the rates.
+
 Each phase runs ``--reps`` times; the median is quoted. Every response must be 201/200:
 wrk's non-2xx count is reported and a run with errors is flagged. With ``--profile``,
 py-spy samples the server during one extra create run and the top frames are printed
@@ -133,13 +139,16 @@ def _pod_body(distinct: bool = False) -> str:
     return json.dumps(pod, separators=(",", ":"))
 
 
-def _pb_body() -> bytes:
+def _pb_body(distinct: bool = False) -> bytes:
     """The same pod as a protobuf body (what a Go client or kubectl 1.32+ sends), its name
-    the fixed-length placeholder."""
+    the fixed-length placeholder; with `distinct`, one env value is the name too (no two
+    specs alike: the codec's memo of template specs never hits)."""
     from kubeplane.apiserver.machinery import protobuf
 
     pod = json.loads(json.dumps(POD_TEMPLATE))
     pod["metadata"]["name"] = PB_NAME
+    if distinct:
+        pod["spec"]["containers"][0]["env"][0]["value"] = PB_NAME
     return protobuf.encode(pod)
 
 
@@ -182,6 +191,12 @@ def _wrk(url: str, script: str, args: list[str], seconds: float, conns: int, thr
     if not m or not n:
         raise RuntimeError("wrk failed: " + text[-2000:])
     return float(m.group(1)), int(n.group(1)), int(bad.group(1)) if bad else 0
+
+
+def _cpu(pid: int) -> float:
+    """The server's CPU seconds so far (user + system, all threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _call(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
@@ -240,6 +255,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--profile", action="store_true", help="py-spy the server during one extra create run")
     ap.add_argument("--profile-patches", action="store_true",
                     help="with --profile: also py-spy an extra merge-patch run")
+    ap.add_argument("--profile-protobuf", action="store_true",
+                    help="with --profile and --protobuf: also py-spy an extra protobuf create run")
     ap.add_argument("--json", help="also write the figures as JSON here")
     ap.add_argument("--protobuf", action="store_true",
                     help="also create pods with protobuf bodies and protobuf responses in every rep, "
@@ -263,9 +280,17 @@ def main(argv: list[str]) -> int:
         distinct_body = _pod_body(distinct=True)
         pb_creates = Figure("api", "pod creates, protobuf in and out", "pods/s",
                             note="same pod as application/vnd.kubernetes.protobuf, Accept protobuf")
+        json_cpu = Figure("api", "server CPU per pod create, JSON", "us",
+                          note="server process user+system CPU over the phase / requests")
+        pb_cpu = Figure("api", "server CPU per pod create, protobuf", "us",
+                        note="the same for the protobuf creates")
+        pb_distinct = Figure("api", "pod creates, protobuf, no two specs alike", "pods/s",
+                             note="protobuf in and out, each pod's spec differs")
         pb_file = tmp / "pod.pb"
+        pb_distinct_file = tmp / "pod-distinct.pb"
         if args.protobuf:
             pb_file.write_bytes(_pb_body())
+            pb_distinct_file.write_bytes(_pb_body(distinct=True))
             print(f"protobuf pod body: {pb_file.stat().st_size} bytes")
         errors = 0
         for rep in range(args.reps):
@@ -274,28 +299,39 @@ def main(argv: list[str]) -> int:
             assert st == 201, st
             path = f"/api/v1/namespaces/{ns}/pods"
 
-            def pb_phase() -> int:
-                pns = f"bench{rep}pb"
+            def pb_phase(distinct: bool = False) -> int:
+                pns = f"bench{rep}pb" + ("d" if distinct else "")
                 st, _ = _call(http_port, "POST", "/api/v1/namespaces", {"metadata": {"name": pns}})
                 assert st == 201, st
                 ppath = f"/api/v1/namespaces/{pns}/pods"
-                rate, n, bad = _wrk(url + ppath, CREATE_PB_LUA, [ppath, token, str(pb_file)], args.seconds,
+                cpu0 = _cpu(proc.pid)
+                rate, n, bad = _wrk(url + ppath, CREATE_PB_LUA,
+                                    [ppath, token, str(pb_distinct_file if distinct else pb_file)], args.seconds,
                                     args.connections, args.threads)
-                pb_creates.samples.append(rate)
-                print(f"  protobuf creates rep {rep}: {rate:,.0f}/s, {n} requests, {bad} non-2xx")
+                cpu = (_cpu(proc.pid) - cpu0) / max(n, 1) * 1e6
+                if distinct:
+                    pb_distinct.samples.append(rate)
+                else:
+                    pb_creates.samples.append(rate)
+                    pb_cpu.samples.append(cpu)
+                print(f"  protobuf creates{' (distinct)' if distinct else ''} rep {rep}: {rate:,.0f}/s, {n} requests, "
+                      f"{bad} non-2xx, {cpu:,.0f} us server CPU each")
                 return bad
 
             # protobuf first in odd reps: the store grows during a run, so neither form
             # always meets the fuller store
             if args.protobuf and rep % 2 == 1:
                 errors += pb_phase()
+            cpu0 = _cpu(proc.pid)
             rate, n, bad = _wrk(url + path, CREATE_LUA, [path, token, body], args.seconds, args.connections,
                                 args.threads)
             errors += bad
             creates.samples.append(rate)
+            json_cpu.samples.append((_cpu(proc.pid) - cpu0) / max(n, 1) * 1e6)
             st, data = _call(http_port, "GET", path + "?limit=1")
             stored = json.loads(data).get("metadata", {}).get("remainingItemCount", 0) + 1
-            print(f"  creates rep {rep}: {rate:,.0f}/s, {n} requests, {bad} non-2xx, {stored} pods stored")
+            print(f"  creates rep {rep}: {rate:,.0f}/s, {n} requests, {bad} non-2xx, {stored} pods stored, "
+                  f"{json_cpu.samples[-1]:,.0f} us server CPU each")
             if args.protobuf and rep % 2 == 0:
                 errors += pb_phase()
             # patch pods that wrk's thread 0 created: bench-0-2 .. bench-0-(count+1)
@@ -313,9 +349,11 @@ def main(argv: list[str]) -> int:
             errors += bad
             distinct.samples.append(rate)
             print(f"  distinct creates rep {rep}: {rate:,.0f}/s, {n} requests, {bad} non-2xx")
+            if args.protobuf:
+                errors += pb_phase(distinct=True)
         if errors:
             creates.note += f"; {errors} non-2xx responses in all runs"
-        figures += [creates, patches, distinct] + ([pb_creates] if args.protobuf else [])
+        figures += [creates, patches, distinct] + ([pb_creates, pb_distinct, json_cpu, pb_cpu] if args.protobuf else [])
         if args.profile:
             import threading
 
@@ -325,6 +363,8 @@ def main(argv: list[str]) -> int:
             runs = [("creates", CREATE_LUA, [path, token, body])]
             if args.profile_patches:
                 runs.append(("merge patches", PATCH_LUA, [path, token, "__COUNT__", str(args.threads)]))
+            if args.profile_protobuf and args.protobuf:
+                runs.append(("protobuf creates", CREATE_PB_LUA, [path, token, str(pb_file)]))
             for what, lua, wrk_args in runs:
                 if "__COUNT__" in wrk_args:
                     st, data = _call(http_port, "GET", path + "?limit=1")

@@ -12,6 +12,12 @@ store it).  Both codecs run on that same object:
 - and, for protobuf, the share of the C parser/serializer alone (upb ``ParseFromString`` /
   ``SerializeToString`` of the message), the rest being the Python walk between dict and message.
 
+The codec memoizes a kind's spec by its bytes / JSON (protobuf_gen.Memo: pods stamped from
+one template share it).  "protobuf" is the steady state for such pods (the spec a memo hit);
+"no memo hit" empties the memo before each call (a spec never seen: the generated functions
+plus the memo's lookup and store); "reference walk" is the codec's fallback (upb's Python API:
+ListFields / constructor keywords), what every call paid before the generated functions.
+
 Each figure is the median over ``--rounds`` of the mean per object in a batch of ``--batch``,
 in this thread's CPU time (``time.thread_time``): the development machine's 2 cores are shared,
 and wall-clock figures there swing by 2-3x with the neighbours' load.
@@ -61,14 +67,30 @@ def run(rounds: int, batch: int) -> dict[str, float]:
     assert pb.decode(pb_body)[2] == pod == orjson.loads(json_body)
     cls = pb.message_class("v1", "Pod")
     msg = cls.FromString(pb._unwrap(pb_body)[2])
+    plan = pb._plan_for("v1", "Pod")
+    memo = pb.generator().memo
+    raw = pb._unwrap(pb_body)[2]
+
+    def decode_miss() -> Any:
+        memo.clear()
+        return pb.decode(pb_body)
+
+    def encode_miss() -> Any:
+        memo.clear()
+        return pb.encode(pod)
+
     figures = {
         "json_bytes": len(json_body),
         "protobuf_bytes": len(pb_body),
         "json_decode_us": _per_object(lambda: orjson.loads(json_body), batch, rounds),
         "protobuf_decode_us": _per_object(lambda: pb.decode(pb_body), batch, rounds),
+        "protobuf_decode_miss_us": _per_object(decode_miss, batch, rounds),
+        "reference_decode_us": _per_object(lambda: pb.decode_reference(plan, raw), batch, rounds),
         "upb_parse_us": _per_object(lambda: cls.FromString(pb._unwrap(pb_body)[2]), batch, rounds),
         "json_encode_us": _per_object(lambda: orjson.dumps(pod), batch, rounds),
         "protobuf_encode_us": _per_object(lambda: pb.encode(pod), batch, rounds),
+        "protobuf_encode_miss_us": _per_object(encode_miss, batch, rounds),
+        "reference_encode_us": _per_object(lambda: pb.encode_reference(plan, pod), batch, rounds),
         "upb_serialize_us": _per_object(lambda: msg.SerializeToString(deterministic=True), batch, rounds),
     }
     return figures
@@ -78,17 +100,25 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench protobuf", description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--batch", type=int, default=2000)
+    ap.add_argument("--in-situ", action="store_true",
+                    help="instead: pod creates through the API server's create path, JSON vs protobuf, by stage "
+                         "(bench/protobuf_in_situ.py)")
+    ap.add_argument("--creates", type=int, default=1500, help="with --in-situ: creates per round and form")
     args = ap.parse_args(argv)
+    if args.in_situ:
+        from .protobuf_in_situ import in_situ
+
+        return in_situ(args.creates, min(args.rounds, 6))
     from google.protobuf.internal import api_implementation
 
     f = run(args.rounds, args.batch)
     print(f"pod: {f['json_bytes']} B JSON, {f['protobuf_bytes']} B protobuf; protobuf implementation: "
           f"{api_implementation.Type()}; median of {args.rounds} x {args.batch}")
-    print(f"{'':24}{'orjson':>10}{'protobuf':>10}{'(upb alone)':>13}")
-    print(f"{'decode, CPU us/object':24}{f['json_decode_us']:10.1f}{f['protobuf_decode_us']:10.1f}"
-          f"{f['upb_parse_us']:13.1f}")
-    print(f"{'encode, CPU us/object':24}{f['json_encode_us']:10.1f}{f['protobuf_encode_us']:10.1f}"
-          f"{f['upb_serialize_us']:13.1f}")
+    print(f"{'':24}{'orjson':>10}{'protobuf':>10}{'no memo hit':>13}{'reference walk':>16}{'(upb alone)':>13}")
+    for way in ("decode", "encode"):
+        upb = f["upb_parse_us" if way == "decode" else "upb_serialize_us"]
+        print(f"{way + ', CPU us/object':24}{f[f'json_{way}_us']:10.1f}{f[f'protobuf_{way}_us']:10.1f}"
+              f"{f[f'protobuf_{way}_miss_us']:13.1f}{f[f'reference_{way}_us']:16.1f}{upb:13.1f}")
     return 0
 
 

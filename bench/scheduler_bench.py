@@ -13,14 +13,15 @@
      scheduler_pod_scheduling_sli_duration_seconds (queued to bound: with every pod pending
      at once, mostly time waiting in the queue), interpolated in the buckets as Prometheus'
      histogram_quantile;
-   - the scheduler's peak RSS (sampled every 0.5 s).
+   - the scheduler's peak RSS (sampled every 0.5 s), and both processes' CPU while binding.
+Before that, the decision rate in process (no API): the same nodes and pods decided and
+assumed in a Scheduler's cache (`--decide-only` stops there).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import math
-import os
 import random
 import shutil
 import subprocess
@@ -166,6 +167,8 @@ def run_once(nodes: int, pods: int, qps: float, parallel_binds: int, events: boo
                 break
         rss_peak = 0
         last_change, last_count = synced, 0.0
+        server_ps = psutil.Process(server.pid)
+        cpu0 = (sum(ps.cpu_times()[:2]), sum(server_ps.cpu_times()[:2]))
         with Progress(TextColumn("bind pods"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=True) as progress:
             task = progress.add_task("bind", total=pods)
@@ -179,6 +182,7 @@ def run_once(nodes: int, pods: int, qps: float, parallel_binds: int, events: boo
                     last_change, last_count = time.perf_counter(), done
                 if done >= pods or time.perf_counter() - last_change > 60:
                     break
+        cpu1 = (sum(ps.cpu_times()[:2]), sum(server_ps.cpu_times()[:2]))
         m = _scrape(mport)
         bound = _value(m, "scheduler_schedule_attempts_total", result="scheduled")
         # the moment of the last binding: between the last two samples; take the sample
@@ -194,6 +198,7 @@ def run_once(nodes: int, pods: int, qps: float, parallel_binds: int, events: boo
             "algorithm_p99_s": _quantile(m, "scheduler_scheduling_algorithm_duration_seconds", 0.99),
             "e2e_p99_s": _quantile(m, "scheduler_pod_scheduling_sli_duration_seconds", 0.99),
             "rss_mb": rss_peak / 2**20, "load_s": load_s,
+            "scheduler_cpu": (cpu1[0] - cpu0[0]) / elapsed, "server_cpu": (cpu1[1] - cpu0[1]) / elapsed,
             "unschedulable": int(_value(m, "scheduler_schedule_attempts_total", result="unschedulable")),
         }
     finally:
@@ -208,6 +213,36 @@ def run_once(nodes: int, pods: int, qps: float, parallel_binds: int, events: boo
         shutil.rmtree(base, ignore_errors=True)
 
 
+def decide_only(nodes: int, pods: int, repeats: int = 3) -> dict:
+    """Decisions per second in process, no API at all: the same nodes and pods in a
+    Scheduler's cache, each pod decided and assumed (the cycle without binding)."""
+    from dataclasses import replace
+
+    from kubeplane.scheduler.podinfo import pod_info
+    from kubeplane.scheduler.scheduler import Scheduler
+
+    rates = []
+    for r in range(repeats):
+        sched = Scheduler(api=None, seed=r)  # type: ignore[arg-type] - never binds here
+        rng = random.Random(1)
+        for i in range(nodes):
+            node, alloc = _node(i, rng)
+            node["status"] = {"allocatable": alloc, "capacity": alloc}
+            sched.cache.set_node(node)
+        infos = []
+        for i in range(pods):
+            p = _pod(i)
+            p["metadata"]["namespace"] = "default"
+            infos.append(pod_info(p))
+        t0 = time.perf_counter()
+        for info in infos:
+            res = sched.profile.schedule(info)
+            sched.cache.assume(replace(info, node_name=res.node), res.node)
+        rates.append(pods / (time.perf_counter() - t0))
+    rates.sort()
+    return {"decide_only_per_s": rates[len(rates) // 2], "runs": rates}
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench scheduler", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -218,7 +253,13 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--events", choices=("true", "false"), default="true",
                     help="a Scheduled event per pod, as upstream (default %(default)s)")
     ap.add_argument("--runs", type=int, default=1, help="repeat and report medians (default %(default)s)")
+    ap.add_argument("--decide-only", action="store_true", help="only the in-process decision rate (no server)")
     args = ap.parse_args(argv)
+    d = decide_only(args.nodes, args.pods)
+    console.print(f"decisions per second in process, no API ({args.nodes} nodes, {args.pods} pods, median of 3): "
+                  f"{d['decide_only_per_s']:.0f}  (runs: {', '.join(f'{x:.0f}' for x in d['runs'])})")
+    if args.decide_only:
+        return 0
     results = []
     for i in range(args.runs):
         console.print(f"[bold]run {i + 1}/{args.runs}[/]: {args.nodes} nodes, {args.pods} pods")
@@ -233,11 +274,16 @@ def main(argv: list[str]) -> int:
     console.print(f"\n[bold]scheduler, {args.nodes} nodes, {args.pods} pending pods, events={args.events}, "
                   f"median of {len(results)}[/]")
     console.print(f"  pods bound per second, end to end   {med('bound_per_s'):8.0f}   (target >= 500)")
-    console.print(f"  decisions per second, no binding    {med('decisions_per_s'):8.0f}")
+    console.print(f"  decisions per second, no binding    {med('decisions_per_s'):8.0f}   (in the running scheduler: "
+                  "decisions / summed algorithm time)")
+    console.print(f"  decisions per second, in process    {d['decide_only_per_s']:8.0f}   (no API at all)")
     console.print(f"  attempt p50 / p99 (decide + bind)   {med('attempt_p50_s') * 1000:8.1f} / "
                   f"{med('attempt_p99_s') * 1000:.1f} ms")
     console.print(f"  algorithm p99 (decide only)         {med('algorithm_p99_s') * 1000:8.1f} ms")
     console.print(f"  e2e p99 (queued -> bound)           {med('e2e_p99_s'):8.1f} s")
+    console.print(f"  CPU while binding: scheduler / API   {med('scheduler_cpu'):8.2f} / {med('server_cpu'):.2f} cores")
+    console.print(f"  CPU per bound pod: scheduler / API   {med('scheduler_cpu') / med('bound_per_s') * 1000:8.2f} / "
+                  f"{med('server_cpu') / med('bound_per_s') * 1000:.2f} ms")
     console.print(f"  scheduler RSS peak                  {med('rss_mb'):8.0f} MB")
     console.print(f"  scheduler start to caches synced    {med('startup_s'):8.1f} s")
     bad = [r for r in results if r["bound"] < r["pods"]]

@@ -20,14 +20,14 @@ from .resources import (
     meta_key, split_key,
 )
 from .rest import Client
-from .transform import strip, strip_managed_fields
+from .transform import chain, intern_strings, strip, strip_and_intern, strip_managed_fields
 from .workqueue import QueueShutDown, RateLimitingQueue
 
 __all__ = [
     "Config", "ConfigError", "load_kubeconfig", "Client", "ApiError", "ApiConnectionError", "Resource",
     "meta_key", "split_key", "Indexer", "namespace_index", "node_name_index", "label_index",
     "Informer", "SharedInformerFactory", "DeletedFinalStateUnknown", "Reflector", "TokenBucket", "Backoff",
-    "strip_managed_fields", "strip", "RateLimitingQueue", "QueueShutDown", "LeaderElector", "EventRecorder",
+    "strip_managed_fields", "strip", "chain", "intern_strings", "strip_and_intern", "RateLimitingQueue", "QueueShutDown", "LeaderElector", "EventRecorder",
     "PODS", "NODES", "NAMESPACES", "EVENTS", "LEASES", "PRIORITY_CLASSES", "SERVICES", "CONFIGMAPS", "SECRETS",
     "PERSISTENT_VOLUME_CLAIMS", "PERSISTENT_VOLUMES", "SERVICE_ACCOUNTS", "ENDPOINTS", "DEPLOYMENTS",
     "REPLICA_SETS", "STATEFUL_SETS", "DAEMON_SETS", "JOBS", "CRON_JOBS", "ENDPOINT_SLICES", "EVENTS_V1",

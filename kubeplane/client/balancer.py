@@ -6,8 +6,8 @@ front of it was broken. A client that knows every server does better by itself:
 - Requests go to the healthy server with the fewest requests in flight; ties are broken
   at random, so a thousand clients starting together do not all pick the first URL.
 - Long-lived watches go to the server with the fewest watches (then fewest requests).
-- A server that refuses connections is marked down for a jittered, doubling interval
-  (1 s .. 30 s); requests fail over to the others. When every server is down, the one
+- A server that refuses or drops connections is marked down for a jittered, doubling
+  interval (0.5-1 s at first, at most 15-30 s); requests fail over to the others. When every server is down, the one
   that comes back first is tried anyway (never "no server").
 - Watches are re-balanced gradually: every `rebalance_interval` seconds, if the busiest
   healthy server has at least two watches more than the least busy one, ONE movable

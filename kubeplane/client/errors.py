@@ -9,12 +9,14 @@ class ApiError(Exception):
     Status it carried: `status` (HTTP code), `reason` ("NotFound", "Conflict",
     "Expired", ...), `message`, and the whole decoded `body`."""
 
-    def __init__(self, status: int, reason: str, message: str, body: dict[str, Any] | None = None):
+    def __init__(self, status: int, reason: str, message: str, body: dict[str, Any] | None = None,
+                 retry_after_header: float | None = None):
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
         self.body = body or {}
+        self.retry_after_header = retry_after_header
 
     @classmethod
     def from_status(cls, code: int, body: Any) -> "ApiError":
@@ -25,6 +27,9 @@ class ApiError(Exception):
 
     @property
     def retry_after(self) -> float | None:
+        """Seconds to wait: the Retry-After header, else the Status' retryAfterSeconds."""
+        if self.retry_after_header is not None:
+            return self.retry_after_header
         d = self.body.get("details") or {}
         v = d.get("retryAfterSeconds")
         return float(v) if isinstance(v, (int, float)) else None

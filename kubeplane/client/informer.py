@@ -53,7 +53,7 @@ class Informer:
         self.resync_period = resync_period
         self.indexer = Indexer(indexers)
         self.reflector = Reflector(client, resource, self, namespace=namespace, label_selector=label_selector,
-                                   field_selector=field_selector, **reflector_options)
+                                   field_selector=field_selector, transform=transform, **reflector_options)
         self._handlers: list[_Handler] = []
         self._synced = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -119,8 +119,8 @@ class Informer:
 
     # --- the reflector's sink ----------------------------------------------------------------
     def replace(self, items: list[dict[str, Any]], resource_version: str) -> None:
-        tf = self.transform
-        new = [tf(o) for o in items] if tf is not None else items
+        """A full sync's objects (already transformed by the reflector)."""
+        new = items
         old = {k: self.indexer.get(k) for k in self.indexer.keys()} if self._handlers else {}
         self.indexer.replace(new)
         if self._handlers:
@@ -135,8 +135,7 @@ class Informer:
         self._synced.set()
 
     def event(self, etype: str, obj: dict[str, Any]) -> None:
-        if self.transform is not None:
-            obj = self.transform(obj)
+        """One watch event's object (already transformed by the reflector)."""
         key = meta_key(obj)
         if etype == "DELETED":
             old = self.indexer.delete(key)
@@ -158,17 +157,17 @@ class Informer:
             log.exception("%s informer: event handler %r failed", self.resource, fn)
 
     def _dispatch_add(self, obj: dict[str, Any]) -> None:
-        for h in self._handlers:
+        for h in tuple(self._handlers):   # a handler may add or remove handlers
             if h.on_add is not None:
                 self._call(h.on_add, obj)
 
     def _dispatch_update(self, old: dict[str, Any], new: dict[str, Any]) -> None:
-        for h in self._handlers:
+        for h in tuple(self._handlers):   # a handler may add or remove handlers
             if h.on_update is not None:
                 self._call(h.on_update, old, new)
 
     def _dispatch_delete(self, obj: Any) -> None:
-        for h in self._handlers:
+        for h in tuple(self._handlers):   # a handler may add or remove handlers
             if h.on_delete is not None:
                 self._call(h.on_delete, obj)
 

@@ -192,7 +192,7 @@ class Client:
                     tried = {s.url} if len(self.balancer.servers) > 1 else set()
                     await asyncio.sleep(wait if wait is not None else backoff.next_delay())
                 continue
-            raise _error(status, payload)
+            raise _error(status, payload, wait)
 
     async def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         return await self.request("GET", path, params)
@@ -288,7 +288,7 @@ class Client:
         try:
             if resp.status != 200:
                 payload = await resp.read()
-                raise _error(resp.status, payload)
+                raise _error(resp.status, payload, _retry_after(resp))
             self.balancer.succeeded(s)
             buf = bytearray()
             while True:
@@ -332,9 +332,11 @@ def _initial_end(obj: dict[str, Any]) -> bool:
     return ((obj.get("metadata") or {}).get("annotations") or {}).get("k8s.io/initial-events-end") == "true"
 
 
-def _error(status: int, payload: bytes) -> ApiError:
+def _error(status: int, payload: bytes, retry_after: float | None = None) -> ApiError:
     try:
         body: Any = orjson.loads(payload) if payload else {}
     except orjson.JSONDecodeError:
         body = payload.decode(errors="replace")
-    return ApiError.from_status(status, body)
+    e = ApiError.from_status(status, body)
+    e.retry_after_header = retry_after
+    return e

@@ -9,8 +9,9 @@
 - Vector filters judge every slot at once; per-node filters run in the rotating order on
   the nodes the vector filters left, until enough feasible nodes are found.
 - On failure every node gets the reason of the first plugin (in filter order) that rejects
-  it; the FitError carries the histogram, the rejecting plugins (for the queue's event
-  gating) and each node's status code (for preemption).
+  it (vector filters by mask arithmetic, no per-node Python); the FitError carries the
+  histogram, the rejecting plugins (for the queue's event gating) and each node's status
+  code as an array (for preemption).
 - One feasible node: no scoring (upstream skips it too). Ties at the best score are broken
   uniformly at random.
 """
@@ -47,12 +48,12 @@ class FitError(Exception):
     """No node fits; `message()` is upstream's text."""
 
     def __init__(self, num_nodes: int, counts: dict[str, int], plugins: set[str],
-                 codes: dict[int, Status], prefilter: str = "") -> None:
+                 codes: np.ndarray | None, prefilter: str = "") -> None:
         super().__init__()
         self.num_nodes = num_nodes
         self.counts = counts
         self.plugins = plugins
-        self.codes = codes      # slot -> first failing Status
+        self.codes = codes      # per slot: the first failing plugin's code (0 = not a node)
         self.prefilter = prefilter
         self.postfilter = ""
 
@@ -166,7 +167,7 @@ class Profile:
         cache = self.cache
         num_nodes = cache.node_count
         if num_nodes == 0:
-            raise FitError(0, {}, set(), {})
+            raise FitError(0, {}, set(), None)
         state = self.new_state(pod)
         self.prefilter(state, pod)
         # a pod nominated by an earlier preemption tries its node first
@@ -231,7 +232,7 @@ class Profile:
         failed = np.zeros(len(valid), dtype=bool)
         counts: Counter = Counter()
         plugins: set[str] = set()
-        codes: dict[int, Status] = {}
+        codes = np.zeros(len(valid), dtype=np.int8)
         by_plugin = {p.name: f for p, f in vector_fails}
         # per-node filters for every node the vector filters rejected too: a node's reason
         # is its first failing plugin in filter order, whichever shape that plugin has
@@ -254,16 +255,12 @@ class Profile:
                 if not new.any():
                     continue
                 plugins.add(p.name)
-                new_slots = np.flatnonzero(new)
                 for reason, mask, code in f:
                     hit = mask & new
                     n = int(hit.sum())
                     if n:
                         counts[reason] += n
-                for s in new_slots.tolist():
-                    rs = tuple(r for r, mask, _ in f if mask[s])
-                    code = max(c for _, mask, c in f if mask[s])
-                    codes[s] = Status(code, rs, p.name)
+                        codes[hit] = np.maximum(codes[hit], code)
                 failed |= new
             else:
                 for s, st in node_status.items():
@@ -272,7 +269,7 @@ class Profile:
                         plugins.add(p.name)
                         for r in st.reasons:
                             counts[r] += 1
-                        codes[s] = st
+                        codes[s] = st.code
         return FitError(self.cache.node_count, dict(counts), plugins, codes)
 
 

@@ -252,6 +252,24 @@ class Cache:
         self._detach(p.key)
         self._attach(p, p.node_name)
 
+    def confirm(self, p: PodInfo) -> bool:
+        """The API shows an assumed pod bound where the scheduler put it: swap in the API's
+        version without recounting (a bound pod's requests do not change). False when
+        it was not assumed there."""
+        entry = self.pods.get(p.key)
+        if p.key not in self.assumed or entry is None or entry[1] != p.node_name:
+            return False
+        self.assumed.discard(p.key)
+        self.pods[p.key] = (p, p.node_name)
+        self.nodes[p.node_name].pods[p.key] = p
+        self.by_namespace[p.namespace][p.key] = p
+        if p.key in self.anti_affinity_pods:
+            self.anti_affinity_pods[p.key] = p
+        if p.key in self.affinity_pods:
+            self.affinity_pods[p.key] = p
+        self.generation += 1
+        return True
+
     def remove_pod(self, key: str) -> PodInfo | None:
         self.assumed.discard(key)
         return self._detach(key)

@@ -30,6 +30,7 @@ PROFILE = "default-scheduler"
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        self._children: dict = {}
         self.attempts = Counter("scheduler_schedule_attempts", "Number of attempts to schedule pods, by the result.",
                                 ["result", "profile"], registry=r)
         self.attempt_duration = Histogram(
@@ -63,15 +64,27 @@ class Metrics:
         self.unschedulable = Gauge("scheduler_unschedulable_pods", "The number of unschedulable pods broken down by "
                                    "plugin name.", ["plugin", "profile"], registry=r)
 
-    def bind_queue(self, counts: dict[str, int], cache_sizes: Callable[[], dict[str, int]]) -> None:
+    def child(self, metric, *labels: str):
+        """A labelled child, looked up once (labels() costs more than the observation)."""
+        key = (id(metric), labels)
+        c = self._children.get(key)
+        if c is None:
+            c = self._children[key] = metric.labels(*labels)
+        return c
+
+    def bind_queue(self, counts: dict[str, int], cache_sizes: Callable[[], dict[str, int]],
+                   gated: Callable[[], int] = lambda: 0) -> None:
         for q in ("active", "backoff", "unschedulable"):
             self.pending.labels(queue=q).set_function(lambda q=q: counts[q])
-        self.pending.labels(queue="gated").set(0)
+        self.pending.labels(queue="gated").set_function(gated)
         for t in ("nodes", "pods", "assumed_pods"):
             self.cache_size.labels(type=t).set_function(lambda t=t: cache_sizes()[t])
 
     def observe_extension(self, point: str, status: str, seconds: float) -> None:
-        self.extension.labels(point, status, PROFILE).observe(seconds)
+        child = self._children.get((point, status))
+        if child is None:
+            child = self._children[(point, status)] = self.extension.labels(point, status, PROFILE)
+        child.observe(seconds)
 
     def text(self) -> bytes:
         return generate_latest(self.registry)

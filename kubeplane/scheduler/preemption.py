@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+import numpy as np
+
 from . import messages
 from .algorithm import FitError, Profile
 from .framework import UNSCHEDULABLE
@@ -89,12 +91,11 @@ def preempt(profile: Profile, pod: PodInfo, err: FitError) -> tuple[Candidate | 
         if any(p.terminating and p.priority < pod.priority for p in cache.nodes[nominated].pods.values()):
             return None, "preemption: " + messages.TERMINATING
     counts: Counter = Counter()
-    potential = []
-    for slot, st in err.codes.items():
-        if st.code == UNSCHEDULABLE:
-            potential.append(cache.table.infos[slot].name)
-        else:
-            counts[messages.NOT_HELPFUL] += 1
+    codes = err.codes if err.codes is not None else np.zeros(0, dtype=np.int8)
+    potential = [cache.table.infos[s].name for s in np.flatnonzero(codes == UNSCHEDULABLE).tolist()]
+    unresolvable = int(((codes != 0) & (codes != UNSCHEDULABLE)).sum())
+    if unresolvable:
+        counts[messages.NOT_HELPFUL] += unresolvable
     want = max(len(potential) * MIN_CANDIDATES_PERCENT // 100, MIN_CANDIDATES)
     candidates: list[Candidate] = []
     for node in potential:

@@ -68,8 +68,9 @@ class Scheduler:
             for ev in p.events:
                 interest.setdefault(ev, set()).add(p.name)
         self.queue = SchedulingQueue(lambda ev: interest.get(ev, set()), initial_backoff, max_backoff,
-                                     on_incoming=lambda q, ev: self.metrics.incoming.labels(q, ev).inc())
-        self.metrics.bind_queue(self.queue.counts, self.cache.sizes)
+                                     on_incoming=lambda q, ev: self.metrics.child(self.metrics.incoming, q, ev).inc())
+        self.gated: set[str] = set()
+        self.metrics.bind_queue(self.queue.counts, self.cache.sizes, lambda: len(self.gated))
         self.parallel_binds = parallel_binds
         self._binding = 0                   # bindings in flight
         self._slot_free = asyncio.Event()
@@ -82,7 +83,16 @@ class Scheduler:
 
     # informer handlers ---------------------------------------------------------------------
     def _responsible(self, pod: dict[str, Any]) -> bool:
-        return ((pod.get("spec") or {}).get("schedulerName") or DEFAULT_SCHEDULER) == self.name
+        """Ours (spec.schedulerName) and not gated: a pod with spec.schedulingGates waits
+        outside the queue until its gates are removed (upstream's gated pods)."""
+        spec = pod.get("spec") or {}
+        if (spec.get("schedulerName") or DEFAULT_SCHEDULER) != self.name:
+            return False
+        if spec.get("schedulingGates"):
+            self.gated.add(pod_key(pod))
+            return False
+        self.gated.discard(pod_key(pod))
+        return True
 
     def on_pod_add(self, pod: dict[str, Any]) -> None:
         if _terminal(pod):
@@ -105,9 +115,16 @@ class Scheduler:
             self.on_pod_delete(new)
             return
         if _assigned(new):
-            was = key in self.cache.pods and not self.cache.is_assumed(key)
-            info = pod_info(new)
-            self.cache.set_pod(info)
+            assumed = self.cache.is_assumed(key)
+            was = key in self.cache.pods and not assumed
+            entry = self.cache.pods.get(key)
+            if assumed and entry is not None and entry[1] == new["spec"]["nodeName"]:
+                # our own binding seen: the assumed PodInfo stands (a bound pod's requests
+                # do not change), with the API's object
+                info = replace(entry[0], pod=new, labels=(new.get("metadata") or {}).get("labels") or {})
+                self.cache.confirm(info)
+            else:
+                self.cache.set_pod(pod_info(new))
             self.queue.delete(key)
             self.profile.unnominate(key)
             self.queue.move(fw.POD_UPDATE if was else fw.POD_ADD)
@@ -120,9 +137,12 @@ class Scheduler:
             return
         if self._responsible(new):
             self.queue.update(pod_info(new))
+        else:
+            self.queue.delete(key)
 
     def on_pod_delete(self, pod: dict[str, Any]) -> None:
         key = pod_key(pod)
+        self.gated.discard(key)
         self.profile.unnominate(key)
         if self.cache.remove_pod(key) is not None:
             self.queue.move(fw.POD_DELETE)
@@ -232,7 +252,7 @@ class Scheduler:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self.metrics.extension.labels("Bind", "Error", PROFILE).observe(time.perf_counter() - t0)
+            self.metrics.observe_extension("Bind", "Error", time.perf_counter() - t0)
             self.cache.forget(pod.key)
             self.metrics.attempts.labels("error", PROFILE).inc()
             self.metrics.attempt_duration.labels("error", PROFILE).observe(time.perf_counter() - start)
@@ -243,10 +263,10 @@ class Scheduler:
             self._binding -= 1
             self._slot_free.set()
         now = time.perf_counter()
-        self.metrics.extension.labels("Bind", "Success", PROFILE).observe(now - t0)
-        self.metrics.attempts.labels("scheduled", PROFILE).inc()
-        self.metrics.attempt_duration.labels("scheduled", PROFILE).observe(now - start)
-        self.metrics.sli_duration.labels(str(min(qp.attempts, 15))).observe(max(time.monotonic() - qp.added, 0.0))
+        self.metrics.observe_extension("Bind", "Success", now - t0)
+        self.metrics.child(self.metrics.attempts, "scheduled", PROFILE).inc()
+        self.metrics.child(self.metrics.attempt_duration, "scheduled", PROFILE).observe(now - start)
+        self.metrics.child(self.metrics.sli_duration, str(min(qp.attempts, 15))).observe(max(time.monotonic() - qp.added, 0.0))
         self.metrics.pod_attempts.observe(qp.attempts)
         self.scheduled += 1
         self.queue.done(pod.key)
@@ -256,7 +276,7 @@ class Scheduler:
     def _failed(self, qp: QueuedPod, err: FitError, start: float) -> None:
         pod = qp.info
         nominated: str | None = None
-        if err.codes:
+        if err.codes is not None and err.codes.any():
             t0 = time.perf_counter()
             self.metrics.preemption_attempts.inc()
             cand, msg = preempt(self.profile, pod, err)
@@ -269,8 +289,8 @@ class Scheduler:
                 self.metrics.preemption_victims.observe(len(cand.victims))
                 self.profile.nominate(pod, cand.node)
                 self._spawn(self._evict(pod, cand.node, cand.victims))
-        self.metrics.attempts.labels("unschedulable", PROFILE).inc()
-        self.metrics.attempt_duration.labels("unschedulable", PROFILE).observe(time.perf_counter() - start)
+        self.metrics.child(self.metrics.attempts, "unschedulable", PROFILE).inc()
+        self.metrics.child(self.metrics.attempt_duration, "unschedulable", PROFILE).observe(time.perf_counter() - start)
         self.queue.requeue(qp, err.plugins)
         self._record_failure(pod, "Unschedulable", err.message(), nominated)
 

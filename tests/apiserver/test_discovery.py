@@ -114,7 +114,7 @@ def test_crd_status_subresource_and_resource_lists():
 def test_all_category():
     have = {r.plural for r in BUILTIN if "all" in r.categories}
     assert have == {"pods", "services", "deployments", "replicasets", "statefulsets",
-                    "daemonsets", "jobs", "cronjobs"}
+                    "daemonsets", "jobs", "cronjobs", "replicationcontrollers", "horizontalpodautoscalers"}
     listed = set()
     for g, v in {(r.group, r.version) for r in BUILTIN}:
         for e in d.api_resource_list(g, v, BUILTIN)["resources"]:
@@ -138,11 +138,14 @@ def test_group_list_order_and_preferred_versions():
     doc = d.api_group_list(ALL_RESOURCES)
     assert doc["kind"] == "APIGroupList" and doc["apiVersion"] == "v1"
     names = [g["name"] for g in doc["groups"]]
-    # kube-apiserver's priorities: apps 17800, events 17750, batch 17400, rbac 17000,
-    # apiextensions 16700, coordination 16500, discovery 16200, flowcontrol 16100; CRD groups (1000) last.
-    assert names == ["apps", "events.k8s.io", "batch", "rbac.authorization.k8s.io",
-                     "apiextensions.k8s.io", "coordination.k8s.io", "discovery.k8s.io",
-                     "flowcontrol.apiserver.k8s.io", "acme.io", "stable.example.com"]
+    # kube-apiserver's priorities: apps 17800, events 17750, autoscaling 17500, batch 17400,
+    # networking 17200, policy 17100, rbac 17000, storage 16800, admissionregistration and
+    # apiextensions 16700 (then by name), scheduling 16600, coordination 16500, node 16300,
+    # discovery 16200, flowcontrol 16100; CRD groups (1000) last.
+    assert names == ["apps", "events.k8s.io", "autoscaling", "batch", "networking.k8s.io", "policy",
+                     "rbac.authorization.k8s.io", "storage.k8s.io", "admissionregistration.k8s.io",
+                     "apiextensions.k8s.io", "scheduling.k8s.io", "coordination.k8s.io", "node.k8s.io",
+                     "discovery.k8s.io", "flowcontrol.apiserver.k8s.io", "acme.io", "stable.example.com"]
     widgets = doc["groups"][-1]
     assert [v["version"] for v in widgets["versions"]] == ["v1", "v1beta1", "v2alpha1"]
     assert widgets["preferredVersion"] == {"groupVersion": "stable.example.com/v1", "version": "v1"}
@@ -229,9 +232,10 @@ def test_aggregated_groups_v2beta1_and_crds():
     assert doc["apiVersion"] == "apidiscovery.k8s.io/v2beta1"
     names = [i["metadata"]["name"] for i in doc["items"]]
     assert "" not in names
-    assert names == ["apps", "events.k8s.io", "batch", "rbac.authorization.k8s.io",
-                     "apiextensions.k8s.io", "coordination.k8s.io", "discovery.k8s.io",
-                     "flowcontrol.apiserver.k8s.io", "acme.io", "stable.example.com"]
+    assert names == ["apps", "events.k8s.io", "autoscaling", "batch", "networking.k8s.io", "policy",
+                     "rbac.authorization.k8s.io", "storage.k8s.io", "admissionregistration.k8s.io",
+                     "apiextensions.k8s.io", "scheduling.k8s.io", "coordination.k8s.io", "node.k8s.io",
+                     "discovery.k8s.io", "flowcontrol.apiserver.k8s.io", "acme.io", "stable.example.com"]
     apps = doc["items"][0]
     deploy = next(r for r in apps["versions"][0]["resources"] if r["resource"] == "deployments")
     assert deploy["subresources"] == [
@@ -421,9 +425,9 @@ def test_kubectl_uses_aggregated_discovery(discovery_server, tmp_path, version):
         return out.stdout
 
     names = set(kubectl("api-resources", "--categories=all", "-o", "name").split())
-    assert names == {"pods", "services", "deployments.apps", "replicasets.apps",
-                     "statefulsets.apps", "daemonsets.apps", "jobs.batch", "cronjobs.batch",
-                     "widgets.stable.example.com"}
+    assert names == {"pods", "replicationcontrollers", "services", "deployments.apps", "replicasets.apps",
+                     "statefulsets.apps", "daemonsets.apps", "horizontalpodautoscalers.autoscaling",
+                     "jobs.batch", "cronjobs.batch", "widgets.stable.example.com"}
     # One request each for /api and /apis, answered with aggregated discovery; no per-group
     # fallback requests.
     paths = [(p, code) for p, _, code in seen]

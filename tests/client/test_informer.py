@@ -160,3 +160,72 @@ def test_indexer_keeps_indexes_exact():
     with pytest.raises(KeyError, match="no index named"):
         idx.by_index("missing", "x")
     assert DeletedFinalStateUnknown("n/a", a).key == meta_key(DeletedFinalStateUnknown("n/a", a))
+
+
+def test_transforms():
+    from kubeplane.client import chain, intern_strings, strip, strip_and_intern, strip_managed_fields
+
+    def obj() -> dict:
+        import orjson
+        return orjson.loads(b'{"metadata":{"name":"a","managedFields":[{"manager":"m"}],"annotations":'
+                            b'{"kubectl.kubernetes.io/last-applied-configuration":"{}","keep":"v"}},'
+                            b'"spec":{"containers":[{"imagePullPolicy":"IfNotPresent"}]}}')
+    assert "managedFields" not in strip_managed_fields(obj())["metadata"]
+    s = strip("metadata.annotations.kubectl.kubernetes.io/last-applied-configuration", "spec")(obj())
+    assert s["metadata"]["annotations"] == {"keep": "v"} and "spec" not in s
+    a, b = strip_and_intern(obj()), chain(strip_managed_fields, intern_strings)(obj())
+    assert a == b and "managedFields" not in a["metadata"]
+    assert a["spec"]["containers"][0]["imagePullPolicy"] is b["spec"]["containers"][0]["imagePullPolicy"]
+
+
+def test_gc_pause_nests_and_restores():
+    import gc
+
+    from kubeplane.client import gcpause
+
+    assert gc.isenabled()
+    with gcpause.paused():
+        assert not gc.isenabled()
+        with gcpause.paused():
+            assert gcpause.depth() == 2
+        assert not gc.isenabled()
+    assert gc.isenabled() and gcpause.depth() == 0
+    with gcpause.paused(False):
+        assert gc.isenabled()
+    gc.disable()
+    try:
+        with gcpause.paused():
+            pass
+        assert not gc.isenabled()                        # it was off: it stays off
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("watch_list", [None, False], ids=["watchlist", "list-watch"])
+async def test_gc_is_back_on_after_sync(cfg: Config, ns: str, watch_list: bool | None):
+    import gc
+
+    from kubeplane.client import gcpause
+
+    async with Client(cfg) as c:
+        await c.create(PODS.path(ns), pod("g1"))
+        f = SharedInformerFactory(c, use_watch_list=watch_list)
+        inf = f.informer(PODS, namespace=ns)
+        await f.start()
+        assert await f.wait_for_cache_sync(10)
+        assert len(inf.indexer) == 1
+        assert gc.isenabled() and gcpause.depth() == 0
+        await f.stop()
+
+
+def test_gc_pause_leaves_what_it_made_in_the_oldest_generation():
+    import gc
+
+    from kubeplane.client import gcpause
+
+    gc.collect()
+    with gcpause.paused():
+        keep = [{"a": [i]} for i in range(30_000)]
+        assert gc.get_count()[0] > 30_000                    # all young while paused
+    assert gc.get_count()[0] < 1_000 and gc.get_freeze_count() == 0
+    assert len(keep) == 30_000

@@ -29,7 +29,8 @@ def candidate(c: Client, ns: str, ident: str, log: list[str], **kw) -> LeaderEle
 async def test_one_leader_then_handover_on_release(cfg: Config, ns: str):
     log: list[str] = []
     async with Client(cfg) as c:
-        a, b = candidate(c, ns, "a", log), candidate(c, ns, "b", log)
+        slow = {"lease_duration": 5.0, "renew_deadline": 3.0}     # expiry would take 5 s
+        a, b = candidate(c, ns, "a", log, **slow), candidate(c, ns, "b", log, **slow)
         ta, tb = asyncio.create_task(a.run()), asyncio.create_task(b.run())
         await until(lambda: a.is_leader or b.is_leader)
         await asyncio.sleep(1.0)                       # several renew periods: still exactly one
@@ -38,13 +39,13 @@ async def test_one_leader_then_handover_on_release(cfg: Config, ns: str):
         assert follower.leader == leader.identity
         lease = await c.get(LEASES.path(ns, "lock"))
         assert lease["spec"]["holderIdentity"] == leader.identity
-        assert lease["spec"]["leaseDurationSeconds"] == 2       # 1.5 s rounded, as an int
+        assert lease["spec"]["leaseDurationSeconds"] == 5
         tl.cancel()
         with pytest.raises(asyncio.CancelledError):
             await tl
         assert log[-1] == f"stop {leader.identity}" and not leader.is_leader
         released = await c.get(LEASES.path(ns, "lock"))
-        await until(lambda: follower.is_leader, timeout=1.0)   # released: no lease_duration wait
+        await until(lambda: follower.is_leader, timeout=2.5)   # released: no 5 s lease_duration wait
         assert log[-1] == f"start {follower.identity}"
         assert released["spec"].get("holderIdentity", "") in ("", follower.identity)
         lease = await c.get(LEASES.path(ns, "lock"))
@@ -85,10 +86,10 @@ async def test_leader_steps_down_when_it_cannot_renew(cfg: Config, ns: str):
         lease["spec"]["holderIdentity"] = "intruder"
         lease["spec"]["leaseDurationSeconds"] = 3
         await c.update(LEASES.path(ns, "lock"), lease)
-        await until(lambda: not a.is_leader, timeout=3.0)
+        await until(lambda: not a.is_leader, timeout=6.0)
         assert log == ["start a", "stop a"]
         assert a.leader == "intruder"
-        await until(lambda: a.is_leader, timeout=6.0)  # the intruder never renews: a wins it back
+        await until(lambda: a.is_leader, timeout=10.0)  # the intruder never renews: a wins it back
         assert log == ["start a", "stop a", "start a"]
         ta.cancel()
         await asyncio.gather(ta, return_exceptions=True)

@@ -136,3 +136,22 @@ async def test_client_side_qps_limits_requests(cfg: Config):
         await asyncio.gather(*(c.get("/version") for _ in range(8)))
         # 2 from the burst, then 6 at 20/s: at least 0.3 s
         assert time.monotonic() - t0 >= 0.28
+
+
+async def test_retry_after_is_carried_when_retries_run_out():
+    fake = FakeServer()
+    too_many = status(429, "TooManyRequests", "Too many requests, please try again later.")
+    fake.script("GET", "/api/v1/pods", [(429, too_many, {"Retry-After": "7"})])
+    await fake.start()
+    try:
+        async with Client(Config(servers=[fake.url], qps=0, max_retries=0)) as c:
+            with pytest.raises(ApiError) as ei:
+                await c.get(PODS.path())
+            assert (ei.value.status, ei.value.reason, ei.value.retry_after) == (429, "TooManyRequests", 7.0)
+            with pytest.raises(ApiError) as ei:
+                async with aclosing(c.watch(PODS.path())) as w:
+                    async for _ in w:
+                        pass
+            assert ei.value.retry_after == 7.0
+    finally:
+        await fake.stop()

@@ -86,3 +86,18 @@ def test_nominated_pods_reserve_their_node():
     assert schedule(prof, pod("low", cpu="2", priority=0)) == "n2"
     # the nominated pod itself goes to its node first
     assert schedule(prof, pod("waiting", cpu="2", priority=100)) == "n1"
+
+
+def test_confirming_an_assumed_pod_keeps_the_counts():
+    from dataclasses import replace as dc_replace
+    prof = cluster([node("n1", cpu="2")])
+    info = dc_replace(pod_info(pod("p", cpu="1")), node_name="n1")
+    prof.cache.assume(info, "n1")
+    before = prof.cache.table.requested[prof.cache.nodes["n1"].slot].copy()
+    assert prof.cache.confirm(dc_replace(info, pod={**info.pod, "spec": {**info.pod["spec"], "nodeName": "n1"}}))
+    assert not prof.cache.is_assumed("default/p")
+    assert (prof.cache.table.requested[prof.cache.nodes["n1"].slot] == before).all()
+    assert prof.cache.nodes["n1"].requested == {"cpu": 1000}
+    assert not prof.cache.confirm(dc_replace(info, node_name="elsewhere"))
+    prof.cache.remove_pod("default/p")
+    assert prof.cache.nodes["n1"].requested == {"cpu": 0} and prof.cache.sizes()["pods"] == 0

@@ -13,7 +13,6 @@ import subprocess
 import time
 import urllib.request
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -224,9 +223,15 @@ def test_preemption_evicts_the_lower_priority_pod(cluster):
     s = cluster
     tol = [{"key": "special", "operator": "Exists", "effect": "NoSchedule"}]
     sel = {"special": "yes"}
-    _create(s, _pod("low", cpu="2", priority=1, tolerations=tol, nodeSelector=sel))
+    for name, value in (("sched-test-low", 1), ("sched-test-high", 1000)):
+        r = s.call("POST", "/apis/scheduling.k8s.io/v1/priorityclasses", {
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name},
+            "value": value})
+        assert r.status == 201, r
+    # Priority admission fills spec.priority from the class
+    _create(s, _pod("low", cpu="2", priorityClassName="sched-test-low", tolerations=tol, nodeSelector=sel))
     assert _wait(s, ["low"])["low"]["spec"]["nodeName"] == "node-099"
-    _create(s, _pod("high", cpu="2", priority=1000, tolerations=tol, nodeSelector=sel))
+    _create(s, _pod("high", cpu="2", priorityClassName="sched-test-high", tolerations=tol, nodeSelector=sel))
     deadline = time.monotonic() + 30
     high = {}
     while time.monotonic() < deadline:

@@ -107,3 +107,19 @@ async def test_preemption_deletes_the_victim_and_the_preemptor_lands():
     assert api.deleted == ["default/victim"]
     assert api.bound == {"default/boss": "n"}
     assert ("default/boss", "0/1 nodes are available: 1 Insufficient cpu.", "n") in api.statuses
+
+
+async def test_gated_pods_wait_until_their_gates_are_removed():
+    ref = []
+    api = FakeApi(ref)
+    s = Scheduler(api, seed=1)
+    ref.append(s)
+    s.on_node_add(node("n", cpu="2"))
+    gated = pod("g", cpu="1", schedulingGates=[{"name": "example.com/wait"}])
+    s.on_pod_add(gated)
+    assert "default/g" not in s.queue and s.gated == {"default/g"}
+    open_ = pod("g", cpu="1")
+    s.on_pod_update(gated, open_)
+    assert s.gated == set()
+    await _run(s, lambda: api.bound)
+    assert api.bound == {"default/g": "n"}

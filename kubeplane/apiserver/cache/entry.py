@@ -10,10 +10,12 @@ so filtering never parses JSON again. The parsed object is not kept (a pod of ~6
 JSON is ~40 KB as Python objects).
 
 Protobuf is serialized once too, but lazily: the first reader that asks for protobuf
-(GET, LIST or a watch event) encodes the version's bare message (`Entry.protobuf`, ~65-80
+(GET, LIST or a watch event) encodes the version's bare message (`Entry.protobuf`, ~20-80
 us for a pod) and every later one reuses it; a version nobody reads in protobuf costs
 nothing. The bare message holds the resourceVersion, so a DELETED event's entry (another
-revision) has its own.
+revision) has its own. A create answered in protobuf has encoded its version already: it
+leaves the message here (`remember_protobuf`, by key and revision) and the entry takes it
+instead of encoding again.
 """
 from __future__ import annotations
 
@@ -28,6 +30,22 @@ from ..registry.selectors import field_set
 from ..registry.storage import rv_cut, rv_parts
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
+
+# Bare protobuf messages that write responses encoded, by (key, revision): the entry of that
+# version takes its own from here (serialize once). Bounded: the oldest go first; a version
+# nobody reads in protobuf just ages out.
+_ENCODED: dict[tuple[bytes, int], bytes] = {}
+_ENCODED_MAX = 1024
+
+
+def remember_protobuf(key: bytes, rev: int, raw: bytes) -> None:
+    """The bare message a write answered with for the version (key, rev), for its entry."""
+    if len(_ENCODED) >= _ENCODED_MAX:
+        try:
+            del _ENCODED[next(iter(_ENCODED))]
+        except (KeyError, StopIteration, RuntimeError):  # another thread got there first
+            pass
+    _ENCODED[(key, rev)] = raw
 
 
 class Entry:
@@ -47,7 +65,10 @@ class Entry:
         """The version's bare protobuf message (no envelope), encoded once from `data`."""
         pb = self._pb
         if pb is None:
-            pb = self._pb = protobuf.encode_raw(self.obj(), api_version, kind)
+            pb = _ENCODED.pop((self.key, self.rev), None)
+            if pb is None:
+                pb = protobuf.encode_raw(self.obj(), api_version, kind)
+            self._pb = pb
         return pb
 
     @property

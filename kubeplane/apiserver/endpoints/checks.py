@@ -218,7 +218,7 @@ class Checks:
             if subresource == "ephemeralcontainers":     # nothing else changed (writes._finish_update)
                 causes += ephemeral_update_errors(old, obj)
             else:
-                causes += _immutable_errors(info, old, obj)
+                causes += _immutable_errors(info, old, obj) + strategy.validate_update(old, obj)
         if causes:
             raise errors.invalid(info.group, info.kind, name, causes)
 

@@ -1,6 +1,8 @@
 """Shared by the REST verbs: the route, request parameters, small response helpers."""
 from __future__ import annotations
 
+import functools
+
 import logging
 import re
 import secrets
@@ -8,11 +10,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..machinery import codec, errors
+from ..cache.entry import remember_protobuf
+from ..machinery import codec, errors, protobuf
 from ..machinery.errors import Cause
 from ..transport.http import Request, Response
 from ..registry.patch import go_kind
 from ..registry.resources import ResourceInfo
+from ..registry.storage import key_of
 
 
 log = logging.getLogger("kubeplane.apiserver")
@@ -50,16 +54,43 @@ def _json(status: int, obj: Any, headers: list[tuple[str, str]] | None = None,
     return Response(status, body, headers, content_type=ct)
 
 
+def _created(info: ResourceInfo, obj: dict[str, Any], headers: list[tuple[str, str]],
+             accept: codec.Accept) -> Response:
+    """A create's 201. In protobuf, the version's bare message is also left for its cache
+    entry (cache/entry.py, remember_protobuf): watchers and readers of the new version in
+    protobuf reuse the response's encoding (serialize once)."""
+    if not accept.protobuf:
+        return _json(201, obj, headers, accept=accept)
+    md = obj["metadata"]
+    api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
+    raw = protobuf.encode_raw(obj, api_version, kind)
+    remember_protobuf(key_of(info, md.get("namespace"), md["name"]), int(md["resourceVersion"]), raw)
+    return Response(201, protobuf.envelope(api_version, kind, raw), headers, content_type=codec.PROTOBUF)
+
+
+@functools.lru_cache(maxsize=None)
+def _has_message(group_version: str, kind: str) -> bool:
+    return protobuf.has_kind(group_version, kind) and protobuf.has_kind(group_version, kind + "List")
+
+
+def protobuf_served(info: ResourceInfo) -> bool:
+    """Whether `info` is served in protobuf: built-in kinds that have a message (and a List
+    message) in the codec's table. Custom resources are JSON only, as upstream; so, here, are
+    the few built-in kinds the table lacks (apiextensions.k8s.io's CustomResourceDefinition),
+    which then negotiate as custom resources do instead of failing in the encoder."""
+    return info.crd is None and _has_message(info.group_version, info.kind)
+
+
 def _pb_kind(info: ResourceInfo) -> str | None:
     """The kind a protobuf body for `info` must carry, or None: custom resources are JSON
     only (upstream answers a protobuf body for one with 415)."""
-    return info.kind if info.crd is None else None
+    return info.kind if protobuf_served(info) else None
 
 
 def _accept(req: Request, info: ResourceInfo) -> codec.Accept:
     """The response form the client accepts for `info` (406 when none): negotiated before
     the handler does anything, as upstream, so a 406 never follows a write."""
-    return codec.negotiate(req.headers.get("accept", ""), info.crd is None)
+    return codec.negotiate(req.headers.get("accept", ""), protobuf_served(info))
 
 
 def _bool_param(req: Request, name: str) -> bool:

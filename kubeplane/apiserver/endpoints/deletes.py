@@ -8,6 +8,7 @@ from typing import Any
 from ..machinery import codec, errors
 from ..machinery.errors import APIError, Cause
 from ..transport.http import Request, Response
+from ..registry.strategy_kinds import SYSTEM_PRIORITY_CLASSES
 from ..registry.resources import ResourceInfo
 from ..registry.selectors import FieldSelector, LabelSelector, field_set
 from ..registry.storage import decode, key_of
@@ -55,6 +56,10 @@ class Deletes:
 
     async def delete_one(self, info: ResourceInfo, namespace: str | None, name: str,
                          opts: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        if info.group == "scheduling.k8s.io" and name in SYSTEM_PRIORITY_CLASSES:
+            raise errors.APIError(403, "Forbidden", f'{info.qualified} "{name}" is forbidden: this is a system '
+                                  "priority class and cannot be deleted", {"name": name, "group": info.group,
+                                                                           "kind": info.plural})
         dry = bool(opts.get("dryRun"))
         pre = opts.get("preconditions") or {}
         for _ in range(16):

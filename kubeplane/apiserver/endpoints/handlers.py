@@ -26,6 +26,7 @@ from ..machinery import errors
 from ..cache.manager import CacheManager
 from ..transport.http import Request, Response
 from ..registry.registry import Registry
+from .admission import PriorityAdmission
 from .checks import Checks
 from .common import Route, _bool_param, now_rfc3339
 from .deletes import Deletes
@@ -33,6 +34,7 @@ from .reads import Reads
 from .subresources import Subresources
 from .writes import Writes
 from ..registry.storage import ObjectStore
+from ..transport.satoken import TokenSigner
 
 __all__ = ["RESTHandlers", "Route", "now_rfc3339"]
 
@@ -43,6 +45,8 @@ class RESTHandlers(Reads, Checks, Writes, Deletes, Subresources):
     def __init__(self, objects: ObjectStore, registry: Registry):
         self.objects = objects
         self.registry = registry
+        self.priority = PriorityAdmission(objects, registry)    # the Priority admission plugin
+        self.token_signer: TokenSigner | None = None             # serviceaccounts/token (server.py sets it)
         self.namespace_deleter: Callable[[str], Awaitable[None]] | None = None
         self.crd_deleter: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         self.background: set[asyncio.Task] = set()
@@ -77,7 +81,7 @@ class RESTHandlers(Reads, Checks, Writes, Deletes, Subresources):
         if m in ("GET", "HEAD"):
             if sub == "scale":
                 return await self.get_scale(req, route)
-            if sub in ("binding", "eviction"):
+            if sub in ("binding", "eviction", "token"):
                 raise errors.method_not_allowed()
             return await self.get(req, route)
         if m == "POST":
@@ -85,6 +89,10 @@ class RESTHandlers(Reads, Checks, Writes, Deletes, Subresources):
                 return await self.bind(req, route)
             if sub == "eviction":
                 return await self.evict(req, route)
+            if sub == "token":
+                return await self.create_token(req, route)
+            raise errors.method_not_allowed()
+        if sub == "token":      # create only
             raise errors.method_not_allowed()
         if m == "PUT":
             if sub == "scale":

@@ -1,19 +1,25 @@
-"""The scale, binding and eviction subresources (status goes through writes.py)."""
+"""The scale, binding, eviction and serviceaccounts/token subresources (status goes
+through writes.py)."""
 from __future__ import annotations
 
+import datetime as _dt
 from typing import Any
 
 from ..machinery import codec, errors
 from ..registry import patch as patchmod
 from ..machinery.errors import Cause
+from ..transport import satoken
 from ..transport.http import Request, Response
 from ..registry.resources import ResourceInfo
 from ..registry.selectors import LabelSelector
 from ..registry.schema import validate
 from .checks import _patch_decode_error, decode_typed
-from .common import Route, _accept, _dry_run, _json, _json_type, _manager, now_rfc3339
+from .common import Route, _accept, _dry_run, _json, _json_type, _manager, now_rfc3339, protobuf_served
 
 _SCALE = "io.k8s.api.autoscaling.v1.Scale"
+_TOKEN_REQUEST = "io.k8s.api.authentication.v1.TokenRequest"
+# upstream: at least 10 minutes, at most 2^32 seconds, an hour when unset
+_TOKEN_MIN, _TOKEN_MAX, _TOKEN_DEFAULT = 600, 1 << 32, 3600
 
 
 def _get_path(obj: dict[str, Any], path: str) -> Any:
@@ -55,7 +61,9 @@ class Subresources:
             selector = v if isinstance(v, str) else ""
         else:
             sel = (obj.get("spec") or {}).get("selector")
-            if isinstance(sel, dict):
+            if isinstance(sel, dict) and info.kind == "ReplicationController":   # a plain label map
+                selector = ",".join(f"{k}={v}" for k, v in sorted(sel.items()))
+            elif isinstance(sel, dict):
                 selector = str(LabelSelector.from_dict(sel))
         return {"kind": "Scale", "apiVersion": "autoscaling/v1",
                 "metadata": {"name": md["name"], "namespace": md.get("namespace"), "uid": md.get("uid"),
@@ -70,7 +78,7 @@ class Subresources:
 
     async def update_scale(self, req: Request, route: Route) -> Response:
         _accept(req, route.info)      # a 406 before anything is written
-        body = decode_typed(req, _SCALE, "Scale", protobuf=route.info.crd is None)
+        body = decode_typed(req, _SCALE, "Scale", protobuf=protobuf_served(route.info))
         if not isinstance(body.get("spec"), dict):
             raise errors.bad_request("Scale body must be an object with spec")
         replicas = body["spec"].get("replicas", 0)
@@ -189,3 +197,40 @@ class Subresources:
         return _json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201},
                      accept=accept)
 
+
+    async def create_token(self, req: Request, route: Route) -> Response:
+        """POST serviceaccounts/<name>/token: a TokenRequest answered with a signed token
+        for that service account (404 when it does not exist)."""
+        accept = _accept(req, route.info)
+        body = decode_typed(req, _TOKEN_REQUEST, "TokenRequest")
+        name, namespace = route.name or "", route.namespace or ""
+        md = body.get("metadata") or {}
+        if md.get("name") and md["name"] != name:
+            raise errors.bad_request("name in URL does not match name in TokenRequest body")
+        if md.get("namespace") and md["namespace"] != namespace:
+            raise errors.bad_request("namespace in URL does not match namespace in TokenRequest body")
+        spec = body.get("spec") or {}
+        seconds = spec.get("expirationSeconds")
+        seconds = _TOKEN_DEFAULT if seconds is None else seconds
+        audiences = spec.get("audiences") or list(satoken.AUDIENCES)
+        causes = []
+        if seconds < _TOKEN_MIN:
+            causes.append(Cause("FieldValueInvalid", "spec.expirationSeconds",
+                                f"Invalid value: {seconds}: may not specify a duration less than 10 minutes"))
+        elif seconds > _TOKEN_MAX:
+            causes.append(Cause("FieldValueInvalid", "spec.expirationSeconds",
+                                f"Invalid value: {seconds}: may not specify a duration larger than 2^32 seconds"))
+        if causes:
+            raise errors.invalid("authentication.k8s.io", "TokenRequest", name, causes)
+        sa = await self.objects.get(route.info, namespace, name)       # 404 for an unknown account
+        if self.token_signer is None:
+            raise errors.APIError(503, "ServiceUnavailable", "service account tokens are not configured")
+        token, exp = self.token_signer.issue(namespace, name, sa["metadata"].get("uid") or "", audiences, seconds)
+        out = {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+               "metadata": {"name": name, "namespace": namespace, "creationTimestamp": None},
+               "spec": {**spec, "audiences": audiences, "expirationSeconds": seconds,
+                        "boundObjectRef": spec.get("boundObjectRef")},
+               "status": {"token": token,
+                          "expirationTimestamp": _dt.datetime.fromtimestamp(exp, _dt.timezone.utc)
+                          .strftime("%Y-%m-%dT%H:%M:%SZ")}}
+        return _json(201, out, accept=accept)

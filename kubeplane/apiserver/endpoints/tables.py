@@ -183,7 +183,10 @@ _DEF_PREFIX = {
     "meta": "io.k8s.apimachinery.pkg.apis.meta.v1.", "core": "io.k8s.api.core.v1.",
     "apps": "io.k8s.api.apps.v1.", "batch": "io.k8s.api.batch.v1.",
     "coord": "io.k8s.api.coordination.v1.", "discovery": "io.k8s.api.discovery.v1.",
-    "rbac": "io.k8s.api.rbac.v1.",
+    "rbac": "io.k8s.api.rbac.v1.", "autoscaling": "io.k8s.api.autoscaling.v2.",
+    "policy": "io.k8s.api.policy.v1.", "networking": "io.k8s.api.networking.v1.",
+    "storage": "io.k8s.api.storage.v1.", "scheduling": "io.k8s.api.scheduling.v1.", "node": "io.k8s.api.node.v1.",
+    "admission": "io.k8s.api.admissionregistration.v1.",
 }
 
 
@@ -762,6 +765,235 @@ _PRINTERS: dict[tuple[str, str], tuple[list[tuple], RowFn]] = {
 }
 _PRINTERS[("events.k8s.io", "events")] = (_PRINTERS[("", "events")][0],
                                           lambda obj, now: _event(obj, now, new_api=True))
+
+# --- printers of the cluster-infrastructure kinds (printers.go, same release) ---------------
+
+def _pv(obj: dict[str, Any], now: float) -> tuple[list[Any], None]:
+    meta, spec, status = _d(obj.get("metadata")), _d(obj.get("spec")), _d(obj.get("status"))
+    claim = _d(spec.get("claimRef"))
+    claim_cell = f"{_s(claim.get('namespace'))}/{_s(claim.get('name'))}" if claim else ""
+    have = set(_l(spec.get("accessModes")))
+    modes = ",".join(short for full, short in _ACCESS_MODES if full in have)
+    annotations = _d(meta.get("annotations"))
+    klass = _s(annotations.get("volume.beta.kubernetes.io/storage-class")) \
+        if "volume.beta.kubernetes.io/storage-class" in annotations else _s(spec.get("storageClassName"))
+    phase = "Terminating" if meta.get("deletionTimestamp") else _s(status.get("phase"))
+    return ([_s(meta.get("name")), _s(_d(spec.get("capacity")).get("storage")), modes,
+             _s(spec.get("persistentVolumeReclaimPolicy")), phase, claim_cell, klass, _s(status.get("reason")),
+             since(meta.get("creationTimestamp"), now), _s(spec.get("volumeMode")) or "<unset>"], None)
+
+
+def _rc(obj: dict[str, Any], now: float) -> tuple[list[Any], None]:
+    meta, spec, status = _d(obj.get("metadata")), _d(obj.get("spec")), _d(obj.get("status"))
+    names, images = _containers(_d(_d(spec.get("template")).get("spec")))
+    sel = _d(spec.get("selector"))
+    selector = ",".join(f"{k}={_s(sel[k])}" for k in sorted(sel))
+    return ([_s(meta.get("name")), _i(spec.get("replicas"), 1), _i(status.get("replicas")),
+             _i(status.get("readyReplicas")), since(meta.get("creationTimestamp"), now), names, images,
+             selector], None)
+
+
+def _podtemplate(obj: dict[str, Any], now: float) -> tuple[list[Any], None]:
+    tmpl = _d(obj.get("template"))
+    names, images = _containers(_d(tmpl.get("spec")))
+    return ([_s(_d(obj.get("metadata")).get("name")), names, images,
+             format_labels(_d(tmpl.get("metadata")).get("labels"))], None)
+
+
+def _controllerrevision(obj: dict[str, Any], now: float) -> tuple[list[Any], None]:
+    meta = _d(obj.get("metadata"))
+    controller = "<none>"
+    for ref in _l(meta.get("ownerReferences")):
+        ref = _d(ref)
+        if ref.get("controller") is True:
+            group = _s(ref.get("apiVersion")).rpartition("/")[0]
+            kind = f"{_s(ref.get('kind'))}.{group}" if group else _s(ref.get("kind"))
+            controller = f"{kind.lower()}/{_s(ref.get('name'))}"
+            break
+    return ([_s(meta.get("name")), controller, _i(obj.get("revision")),
+             since(meta.get("creationTimestamp"), now)], None)
+
+
+def _hpa_metric(spec: dict[str, Any], status: dict[str, Any] | None) -> str:
+    """One metric of formatHPAMetrics: current/target, "<unknown>" for a current not yet read."""
+    kind = spec.get("type")
+    key = {"Resource": "resource", "ContainerResource": "containerResource", "Pods": "pods",
+           "Object": "object", "External": "external"}.get(_s(kind), "")
+    target = _d(_d(spec.get(key)).get("target"))
+    current = _d(_d(_d(status).get(key)).get("current")) if status else {}
+    if target.get("averageUtilization") is not None:
+        cur = f"{current['averageUtilization']}%" if current.get("averageUtilization") is not None else "<unknown>"
+        return f"{cur}/{target['averageUtilization']}%"
+    if target.get("averageValue") is not None:
+        return f"{_s(current.get('averageValue')) or '<unknown>'}/{_s(target['averageValue'])}"
+    if target.get("value") is not None:
+        return f"{_s(current.get('value')) or '<unknown>'}/{_s(target['value'])}"
+    return "<unknown type>"
+
+
+def _hpa(obj: dict[str, Any], now: float) -> tuple[list[Any], None]:
+    meta, spec, status = _d(obj.get("metadata")), _d(obj.get("spec")), _d(obj.get("status"))
+    ref = _d(spec.get("scaleTargetRef"))
+    metrics = [_d(m) for m in _l(spec.get("metrics"))]
+    current = [_d(m) for m in _l(status.get("currentMetrics"))]
+    cells = [_hpa_metric(m, current[i] if i < len(current) else None) for i, m in enumerate(metrics)]
+    targets = "<none>" if not cells else ", ".join(cells[:3]) + (f" + {len(cells) - 3} more..." if len(cells) > 3
+                                                                 else "")
+    min_pods = _s(spec.get("minReplicas")) if spec.get("minReplicas") is not None else "<unset>"
+    return ([_s(meta.get("name")), f"{_s(ref.get('kind'))}/{_s(ref.get('name'))}", targets, min_pods,
+             _i(spec.get("maxReplicas")), _i(status.get("currentReplicas")),
+             since(meta.get("creationTimestamp"), now)], None)
+
+
+def _pdb(obj: dict[str, Any], now: float) -> tuple[list[Any], None]:
+    meta, spec, status = _d(obj.get("metadata")), _d(obj.get("spec")), _d(obj.get("status"))
+    lo, hi = spec.get("minAvailable"), spec.get("maxUnavailable")
+    return ([_s(meta.get("name")), "N/A" if lo is None else _s(lo), "N/A" if hi is None else _s(hi),
+             _i(status.get("disruptionsAllowed")), since(meta.get("creationTimestamp"), now)], None)
+
+
+def _ingress(obj: dict[str, Any], now: float) -> tuple[list[Any], None]:
+    meta, spec, status = _d(obj.get("metadata")), _d(obj.get("spec")), _d(obj.get("status"))
+    hosts = [_s(_d(r).get("host")) or "*" for r in _l(spec.get("rules"))]
+    hosts_cell = "*" if not hosts else ",".join(hosts[:3]) + (f" + {len(hosts) - 3} more..." if len(hosts) > 3
+                                                              else "")
+    addrs = [_s(_d(i).get("ip")) or _s(_d(i).get("hostname")) for i in _l(_d(status.get("loadBalancer")).get("ingress"))]
+    return ([_s(meta.get("name")), _s(spec.get("ingressClassName")) or "<none>", hosts_cell, ",".join(addrs),
+             "80, 443" if spec.get("tls") else "80", since(meta.get("creationTimestamp"), now)], None)
+
+
+def _ingressclass(obj: dict[str, Any], now: float) -> tuple[list[Any], None]:
+    meta, spec = _d(obj.get("metadata")), _d(obj.get("spec"))
+    params = spec.get("parameters")
+    cell = "<none>"
+    if isinstance(params, dict):
+        cell = _s(params.get("kind")) + (f".{_s(params['apiGroup'])}" if params.get("apiGroup") is not None else "") \
+            + f"/{_s(params.get('name'))}"
+    return ([_s(meta.get("name")), _s(spec.get("controller")), cell, since(meta.get("creationTimestamp"), now)],
+            None)
+
+
+def _networkpolicy(obj: dict[str, Any], now: float) -> tuple[list[Any], None]:
+    meta = _d(obj.get("metadata"))
+    return ([_s(meta.get("name")), format_label_selector(_d(obj.get("spec")).get("podSelector")),
+             since(meta.get("creationTimestamp"), now)], None)
+
+
+def _storageclass(obj: dict[str, Any], now: float) -> tuple[list[Any], None]:
+    meta = _d(obj.get("metadata"))
+    ann = _d(meta.get("annotations"))
+    default = "true" in (_s(ann.get("storageclass.kubernetes.io/is-default-class")),
+                         _s(ann.get("storageclass.beta.kubernetes.io/is-default-class")))
+    name = _s(meta.get("name")) + (" (default)" if default else "")
+    expand = obj.get("allowVolumeExpansion")
+    return ([name, _s(obj.get("provisioner")), _s(obj.get("reclaimPolicy")) or "Delete",
+             _s(obj.get("volumeBindingMode")) or "Immediate", expand is True,
+             since(meta.get("creationTimestamp"), now)], None)
+
+
+def _csidriver(obj: dict[str, Any], now: float) -> tuple[list[Any], None]:
+    meta, spec = _d(obj.get("metadata")), _d(obj.get("spec"))
+    audiences = [_s(_d(t).get("audience")) for t in _l(spec.get("tokenRequests"))]
+    modes = ",".join(_s(m) for m in _l(spec.get("volumeLifecycleModes")))
+    return ([_s(meta.get("name")), spec.get("attachRequired") is not False, spec.get("podInfoOnMount") is True,
+             spec.get("storageCapacity") is True, ",".join(audiences) if audiences else "<unset>",
+             spec.get("requiresRepublish") is True, modes or "<none>", since(meta.get("creationTimestamp"), now)],
+            None)
+
+
+def _priorityclass(obj: dict[str, Any], now: float) -> tuple[list[Any], None]:
+    meta = _d(obj.get("metadata"))
+    return ([_s(meta.get("name")), _i(obj.get("value")), obj.get("globalDefault") is True,
+             since(meta.get("creationTimestamp"), now)], None)
+
+
+def _runtimeclass(obj: dict[str, Any], now: float) -> tuple[list[Any], None]:
+    meta = _d(obj.get("metadata"))
+    return [_s(meta.get("name")), _s(obj.get("handler")), since(meta.get("creationTimestamp"), now)], None
+
+
+def _webhooks(obj: dict[str, Any], now: float) -> tuple[list[Any], None]:
+    meta = _d(obj.get("metadata"))
+    return [_s(meta.get("name")), len(_l(obj.get("webhooks"))), since(meta.get("creationTimestamp"), now)], None
+
+
+_WEBHOOK_COLUMNS = [_NAME, _col("Webhooks", "integer", "Webhooks indicates the number of webhooks in this "
+                                                       "configuration"), _AGE]
+_PRINTERS.update({
+    ("", "persistentvolumes"): ([
+        _NAME, _col("Capacity", "string", "doc:core.PersistentVolumeSpec.capacity"),
+        _col("Access Modes", "string", "doc:core.PersistentVolumeSpec.accessModes"),
+        _col("Reclaim Policy", "string", "doc:core.PersistentVolumeSpec.persistentVolumeReclaimPolicy"),
+        _col("Status", "string", "doc:core.PersistentVolumeStatus.phase"),
+        _col("Claim", "string", "doc:core.PersistentVolumeSpec.claimRef"),
+        _col("StorageClass", "string", "StorageClass of the pv"),
+        _col("Reason", "string", "doc:core.PersistentVolumeStatus.reason"), _AGE,
+        _col("VolumeMode", "string", "doc:core.PersistentVolumeSpec.volumeMode", 1),
+    ], _pv),
+    ("", "replicationcontrollers"): ([
+        _NAME, _col("Desired", "integer", "doc:core.ReplicationControllerSpec.replicas"),
+        _col("Current", "integer", "doc:core.ReplicationControllerStatus.replicas"),
+        _col("Ready", "integer", "doc:core.ReplicationControllerStatus.readyReplicas"),
+        _AGE, _CONTAINERS, _IMAGES, _col("Selector", "string", "doc:core.ReplicationControllerSpec.selector", 1),
+    ], _rc),
+    ("", "podtemplates"): ([
+        _NAME, _col("Containers", "string", "Names of each container in the template."),
+        _col("Images", "string", "Images referenced by each container in the template."),
+        _col("Pod Labels", "string", "The labels for the pod template."),
+    ], _podtemplate),
+    ("apps", "controllerrevisions"): ([
+        _NAME, _col("Controller", "string", "Controller of the object"),
+        _col("Revision", "string", "doc:apps.ControllerRevision.revision"), _AGE,
+    ], _controllerrevision),
+    ("autoscaling", "horizontalpodautoscalers"): ([
+        _NAME, _col("Reference", "string", "doc:autoscaling.HorizontalPodAutoscalerSpec.scaleTargetRef"),
+        _col("Targets", "string", "doc:autoscaling.HorizontalPodAutoscalerSpec.metrics"),
+        _col("MinPods", "string", "doc:autoscaling.HorizontalPodAutoscalerSpec.minReplicas"),
+        _col("MaxPods", "integer", "doc:autoscaling.HorizontalPodAutoscalerSpec.maxReplicas"),
+        _col("Replicas", "string", "doc:autoscaling.HorizontalPodAutoscalerStatus.currentReplicas"), _AGE,
+    ], _hpa),
+    ("policy", "poddisruptionbudgets"): ([
+        _NAME, _col("Min Available", "string", "doc:policy.PodDisruptionBudgetSpec.minAvailable"),
+        _col("Max Unavailable", "string", "doc:policy.PodDisruptionBudgetSpec.maxUnavailable"),
+        _col("Allowed Disruptions", "integer", "doc:policy.PodDisruptionBudgetStatus.disruptionsAllowed"), _AGE,
+    ], _pdb),
+    ("networking.k8s.io", "ingresses"): ([
+        _NAME, _col("Class", "string", "doc:networking.IngressSpec.ingressClassName"),
+        _col("Hosts", "string", "Hosts that incoming requests are matched against before the ingress rule"),
+        _col("Address", "string", "Address is a list containing ingress points for the load-balancer"),
+        _col("Ports", "string", "Ports of TLS configurations that open"), _AGE,
+    ], _ingress),
+    ("networking.k8s.io", "ingressclasses"): ([
+        _NAME, _col("Controller", "string", "Controller that is responsible for handling this class"),
+        _col("Parameters", "string", "A reference to a resource with additional parameters"), _AGE,
+    ], _ingressclass),
+    ("networking.k8s.io", "networkpolicies"): ([
+        _NAME, _col("Pod-Selector", "string", "doc:networking.NetworkPolicySpec.podSelector"), _AGE,
+    ], _networkpolicy),
+    ("storage.k8s.io", "storageclasses"): ([
+        _NAME, _col("Provisioner", "string", "Indicates the type of the provisioner."),
+        _col("ReclaimPolicy", "string", "Indicates the type of the reclaim policy."),
+        _col("VolumeBindingMode", "string", "Indicates how PersistentVolumeClaims should be bound."),
+        _col("AllowVolumeExpansion", "string", "Indicates whether the storage class allow volume expand."), _AGE,
+    ], _storageclass),
+    ("storage.k8s.io", "csidrivers"): ([
+        _NAME, _col("AttachRequired", "boolean", "doc:storage.CSIDriverSpec.attachRequired"),
+        _col("PodInfoOnMount", "boolean", "doc:storage.CSIDriverSpec.podInfoOnMount"),
+        _col("StorageCapacity", "boolean", "doc:storage.CSIDriverSpec.storageCapacity"),
+        _col("TokenRequests", "string", "doc:storage.CSIDriverSpec.tokenRequests"),
+        _col("RequiresRepublish", "boolean", "doc:storage.CSIDriverSpec.requiresRepublish"),
+        _col("Modes", "string", "doc:storage.CSIDriverSpec.volumeLifecycleModes"), _AGE,
+    ], _csidriver),
+    ("scheduling.k8s.io", "priorityclasses"): ([
+        _NAME, _col("Value", "integer", "doc:scheduling.PriorityClass.value"),
+        _col("Global-Default", "boolean", "doc:scheduling.PriorityClass.globalDefault"), _AGE,
+    ], _priorityclass),
+    ("node.k8s.io", "runtimeclasses"): ([
+        _NAME, _col("Handler", "string", "doc:node.RuntimeClass.handler"), _AGE,
+    ], _runtimeclass),
+    ("admissionregistration.k8s.io", "validatingwebhookconfigurations"): (_WEBHOOK_COLUMNS, _webhooks),
+    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"): (_WEBHOOK_COLUMNS, _webhooks),
+})
 
 
 # --- custom resources ---------------------------------------------------------------

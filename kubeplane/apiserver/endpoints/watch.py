@@ -31,7 +31,7 @@ from ..machinery import codec, errors, protobuf
 from ..cache.cacher import Cacher, TooOld
 from ..cache.entry import Entry, Event
 from ..transport.http import LONG_ITEMS, Request, long_write, long_write_slot
-from .common import _int_param, rv_error
+from .common import _int_param, protobuf_served, rv_error
 from ..registry.storage import decode, prefix_of
 
 from ..registry.resources import ResourceInfo
@@ -80,7 +80,7 @@ async def serve_watch(h: "WatchHost", req: Request, route: Route) -> None:
     from ..registry.selectors import FieldSelector, LabelSelector, field_set
 
     info = route.info
-    accept = codec.negotiate(req.headers.get("accept", ""), info.crd is None)
+    accept = codec.negotiate(req.headers.get("accept", ""), protobuf_served(info))
     pb = accept.protobuf
     enc = _pb_event if pb else _event
     lsel = LabelSelector.parse(req.param("labelSelector") or "")

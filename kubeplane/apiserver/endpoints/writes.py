@@ -21,6 +21,7 @@ from .common import (
     _SERVER_MANAGED,
     _body_duplicates,
     _bool_param,
+    _created,
     _dry_run,
     _field_validation,
     _json,
@@ -65,7 +66,9 @@ class Writes:
         named = bool(obj["metadata"].get("name"))
         obj = await self.prepare_create(info, route.namespace, obj, manager)
         result = await self.store_create(info, obj, dry, generated=not named)
-        return _json(201, result, _warning_headers(warnings), accept=accept)
+        if dry:
+            return _json(201, result, _warning_headers(warnings), accept=accept)
+        return _created(info, result, _warning_headers(warnings), accept)
 
     async def prepare_create(self, info: ResourceInfo, namespace: str | None, obj: dict[str, Any],
                              manager: str, *, operation: str = "Update") -> dict[str, Any]:
@@ -99,6 +102,7 @@ class Writes:
             fins = md.setdefault("finalizers", [])
             if "customresourcecleanup.apiextensions.k8s.io" not in fins:
                 fins.append("customresourcecleanup.apiextensions.k8s.io")
+        await self.priority.admit_create(info, obj)
         self._validate(info, obj)
         await self._check_namespace(info, md.get("namespace"), md["name"])
         if operation == "Update":
@@ -387,6 +391,7 @@ class Writes:
             md["generation"] = int(cmd.get("generation") or 1) + 1
         if info.plural == "customresourcedefinitions" and info.group == "apiextensions.k8s.io":
             new["status"] = current.get("status", {})
+        await self.priority.admit_update(info, new, current, sub)
         self._validate(info, new, current, subresource=sub)
         if md.get("deletionTimestamp") and not cmd.get("deletionTimestamp"):
             md.pop("deletionTimestamp", None)

@@ -54,6 +54,11 @@ import orjson
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
+from .protobuf_errors import describe as describe_parse_error
+from .protobuf_gen import (BYTES as _BYTES, MAP_BYTES as _MAP_BYTES, MAP_MESSAGE as _MAP_MESSAGE,
+                           MAP_SCALAR as _MAP_SCALAR, MESSAGE as _MESSAGE, REP_BYTES as _REP_BYTES,
+                           REP_MESSAGE as _REP_MESSAGE, REP_SCALAR as _REP_SCALAR, SCALAR as _SCALAR, Generator, Slow)
+
 MAGIC = b"k8s\x00"
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
 STREAM_CONTENT_TYPE = "application/vnd.kubernetes.protobuf;stream=watch"
@@ -190,8 +195,7 @@ def _file_protos(table: dict[str, Any]) -> list[descriptor_pb2.FileDescriptorPro
 
 # --- per-message plans -----------------------------------------------------------------------
 
-# Field kinds.
-_SCALAR, _BYTES, _MESSAGE, _REP_SCALAR, _REP_BYTES, _REP_MESSAGE, _MAP_SCALAR, _MAP_BYTES, _MAP_MESSAGE = range(9)
+# Field kinds: _SCALAR ... _MAP_MESSAGE (0-8) come from protobuf_gen.
 _INLINE, _SKIP = 9, 10  # decode only: a json:",inline" message; a field JSON does not show
 _UNSET = object()
 
@@ -234,6 +238,9 @@ class _Plan:
     empty: bytes | None = None  # cached JSON of the empty message
     # encode: JSON key -> (proto name, kind, value plan, inline parents, what a JSON null sets or _UNSET)
     enc: dict[str, tuple[str, int, "_Plan | None", tuple["_Field", ...], Any]] = field(default_factory=dict)
+    # the generated functions (protobuf_gen), compiled on first use
+    fast_dec: Any = None
+    fast_enc: Any = None
 
 
 class _Registry:
@@ -286,6 +293,8 @@ class _Registry:
                     plan.fields.append(f)
         for plan in self.plans.values():
             self._finish(plan, set())
+        self.kind_names = frozenset(self.kinds.values())
+        self.memo_fields: dict[str, frozenset[str]] = {}
 
     def _finish(self, plan: _Plan, seen: set[str]) -> None:
         """JSON order, inline maps, absent-field JSON and always-written defaults (needs the inline
@@ -359,6 +368,7 @@ class _Registry:
 
 
 _registry: _Registry | None = None
+_generator: Generator | None = None
 _lock = threading.Lock()
 
 
@@ -370,6 +380,39 @@ def registry() -> _Registry:
             if _registry is None:
                 _registry = _Registry(load_table())
     return _registry
+
+
+def generator() -> Generator:
+    """The per-message function generator (protobuf_gen), made once."""
+    global _generator
+    if _generator is None:
+        with _lock:
+            if _generator is None:
+                helpers = {"format_time": format_time, "format_micro_time": format_micro_time,
+                           "format_duration": format_duration, "parse_time": parse_time,
+                           "parse_duration": parse_duration, "MAGIC": MAGIC, "load_raw": _load_raw, "b64": _b64,
+                           "unb64": _unb64, "json_dumps": json.dumps, "empty_json": _empty_json}
+                _generator = Generator(helpers, _empty_json, _zero_bytes, _memoized)
+    return _generator
+
+
+def _memoized(plan: "_Plan") -> frozenset[str]:
+    """The fields whose messages the generated functions memoize (protobuf_gen.Memo): a kind's
+    own message fields but metadata and status, i.e. its spec (template) part, which objects
+    stamped from one template share."""
+    reg = registry()
+    memo = reg.memo_fields.get(plan.full_name)
+    if memo is None:
+        kinds = reg.kind_names
+        memo = frozenset(f.name for f in plan.fields if plan.full_name in kinds and f.kind == _MESSAGE
+                         and f.name not in ("metadata", "status"))
+        reg.memo_fields[plan.full_name] = memo
+    return memo
+
+
+def _zero_bytes(plan: "_Plan") -> bytes:
+    """The bare message gogo writes for a zero non-pointer struct of this type."""
+    return plan.cls(**plan.defaults).SerializeToString(deterministic=True)
 
 
 def message_types() -> dict[tuple[str, str, str], str]:
@@ -616,7 +659,7 @@ def _unwrap(body: bytes | memoryview) -> tuple[str, str, bytes]:
     try:
         unknown.ParseFromString(body[4:])
     except DecodeError:
-        raise ProtobufError("unexpected EOF") from None
+        raise ProtobufError(describe_parse_error(unknown.DESCRIPTOR, body[4:])) from None
     tm = unknown.typeMeta
     if not tm.kind:
         raise ProtobufError(f"Object 'Kind' is missing in '{bytes(body[:64])!r}'")
@@ -630,15 +673,28 @@ def decode(body: bytes | memoryview) -> tuple[str, str, dict[str, Any]]:
 
     The dict starts with ``kind`` and ``apiVersion`` (TypeMeta comes first in every Go object)."""
     api_version, kind, raw = _unwrap(body)
-    plan = _plan_for(api_version, kind)
+    obj = {"kind": kind, "apiVersion": api_version}
+    obj.update(_decode_raw(_plan_for(api_version, kind), raw))
+    return api_version, kind, obj
+
+
+def _decode_raw(plan: _Plan, raw: bytes) -> Any:
+    """A bare message -> its JSON: the generated decoder, or (on anything it does not take:
+    see protobuf_gen) upb's parser and the reference walk, which also give every error."""
+    try:
+        return generator().decoder(plan)(raw, 0, len(raw))
+    except Exception:  # Slow, and any fault of the bytes: the reference decides
+        return decode_reference(plan, raw)
+
+
+def decode_reference(plan: _Plan, raw: bytes) -> Any:
+    """The reference decode: upb parses, _to_json walks the message."""
     msg = plan.cls()
     try:
         msg.ParseFromString(raw)
     except DecodeError:
-        raise ProtobufError("unexpected EOF") from None
-    obj = {"kind": kind, "apiVersion": api_version}
-    obj.update(_json_of(plan, msg))
-    return api_version, kind, obj
+        raise ProtobufError(describe_parse_error(msg.DESCRIPTOR, raw)) from None
+    return _json_of(plan, msg)
 
 
 def _json_of(plan: _Plan, msg: Message) -> Any:
@@ -654,13 +710,7 @@ def _json_of(plan: _Plan, msg: Message) -> Any:
 
 def decode_message(full_name: str, raw: bytes) -> Any:
     """A bare (not enveloped) message of the named type -> its JSON value."""
-    plan = registry().plans["." + full_name.lstrip(".")]
-    msg = plan.cls()
-    try:
-        msg.ParseFromString(raw)
-    except DecodeError:
-        raise ProtobufError("unexpected EOF") from None
-    return _json_of(plan, msg)
+    return _decode_raw(registry().plans["." + full_name.lstrip(".")], raw)
 
 
 # --- encode: JSON -> constructor keywords ------------------------------------------------------
@@ -766,10 +816,23 @@ def _build(plan: _Plan, obj: Any, strict: bool) -> Message:
         raise ProtobufError(f"cannot encode {plan.full_name[1:]}: {e}") from None
 
 
+def _encode_raw(plan: _Plan, obj: Any, strict: bool) -> bytes:
+    """A JSON value -> the bare message: the generated encoder, or (for values it does not
+    take: see protobuf_gen) the reference walk, which also gives every error."""
+    try:
+        return bytes(generator().encoder(plan)(obj, strict))
+    except Exception:  # Slow, or a value the reference walk rejects (or converts) its own way
+        return encode_reference(plan, obj, strict)
+
+
+def encode_reference(plan: _Plan, obj: Any, strict: bool = False) -> bytes:
+    """The reference encode: constructor keywords from the JSON, upb serializes."""
+    return _build(plan, obj, strict).SerializeToString(deterministic=True)
+
+
 def encode_message(full_name: str, obj: Any, strict: bool = False) -> bytes:
     """A JSON value -> the bare serialized message of the named type."""
-    plan = registry().plans["." + full_name.lstrip(".")]
-    return _build(plan, obj, strict).SerializeToString(deterministic=True)
+    return _encode_raw(registry().plans["." + full_name.lstrip(".")], obj, strict)
 
 
 def encode(obj: dict[str, Any], api_version: str | None = None, kind: str | None = None,
@@ -780,8 +843,7 @@ def encode(obj: dict[str, Any], api_version: str | None = None, kind: str | None
     same), so a body is deterministic.  ``strict`` rejects JSON keys the message does not have."""
     api_version = api_version or obj.get("apiVersion", "")
     kind = kind or obj.get("kind", "")
-    plan = _plan_for(api_version, kind)
-    raw = _build(plan, obj, strict).SerializeToString(deterministic=True)
+    raw = _encode_raw(_plan_for(api_version, kind), obj, strict)
     return MAGIC + _envelope(api_version, kind, raw)
 
 
@@ -789,7 +851,7 @@ def encode_raw(obj: dict[str, Any], api_version: str, kind: str) -> bytes:
     """The bare message of an object (no magic, no envelope): what a GET envelopes, a
     ``...List`` repeats as its items and a watch frame envelopes, so it is cached per object
     version (cache/entry.py) and reused by all of them."""
-    return _build(_plan_for(api_version, kind), obj, False).SerializeToString(deterministic=True)
+    return _encode_raw(_plan_for(api_version, kind), obj, False)
 
 
 def envelope(api_version: str, kind: str, raw: bytes) -> bytes:
@@ -859,7 +921,7 @@ def iter_watch_frames(data: bytes) -> Iterator[tuple[str, bytes]]:
         try:
             ev.ParseFromString(data[pos:pos + n])
         except DecodeError:
-            raise ProtobufError("unexpected EOF") from None
+            raise ProtobufError(describe_parse_error(ev.DESCRIPTOR, data[pos:pos + n])) from None
         pos += n
         yield ev.type, ev.object.raw
 

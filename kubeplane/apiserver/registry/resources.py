@@ -79,13 +79,18 @@ BUILTIN: list[ResourceInfo] = [
     _r("", "v1", "ConfigMap", "configmaps", True, _CORE + "ConfigMap", short=("cm",)),
     _r("", "v1", "Secret", "secrets", True, _CORE + "Secret"),
     _r("", "v1", "ServiceAccount", "serviceaccounts", True, _CORE + "ServiceAccount",
-       short=("sa",)),
+       short=("sa",), sub=("token",)),
     _r("", "v1", "Event", "events", True, _CORE + "Event", short=("ev",)),
     _r("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True,
        _CORE + "PersistentVolumeClaim", short=("pvc",), sub=("status",)),
     _r("", "v1", "LimitRange", "limitranges", True, _CORE + "LimitRange", short=("limits",)),
     _r("", "v1", "ResourceQuota", "resourcequotas", True, _CORE + "ResourceQuota",
        short=("quota",), sub=("status",)),
+    _r("", "v1", "PersistentVolume", "persistentvolumes", False, _CORE + "PersistentVolume",
+       short=("pv",), sub=("status",)),
+    _r("", "v1", "ReplicationController", "replicationcontrollers", True, _CORE + "ReplicationController",
+       short=("rc",), cat=ALL, sub=("status", "scale")),
+    _r("", "v1", "PodTemplate", "podtemplates", True, _CORE + "PodTemplate"),
     # apps/v1
     _r("apps", "v1", "Deployment", "deployments", True, "io.k8s.api.apps.v1.Deployment",
        short=("deploy",), cat=ALL, sub=("status", "scale")),
@@ -95,10 +100,37 @@ BUILTIN: list[ResourceInfo] = [
        short=("sts",), cat=ALL, sub=("status", "scale")),
     _r("apps", "v1", "DaemonSet", "daemonsets", True, "io.k8s.api.apps.v1.DaemonSet",
        short=("ds",), cat=ALL, sub=("status",)),
+    _r("apps", "v1", "ControllerRevision", "controllerrevisions", True,
+       "io.k8s.api.apps.v1.ControllerRevision"),
+    # autoscaling/v2 (v1 is not served: it needs a conversion to and from v2)
+    _r("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True,
+       "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler", short=("hpa",), cat=ALL, sub=("status",)),
     # batch/v1
     _r("batch", "v1", "Job", "jobs", True, "io.k8s.api.batch.v1.Job", cat=ALL, sub=("status",)),
     _r("batch", "v1", "CronJob", "cronjobs", True, "io.k8s.api.batch.v1.CronJob",
        short=("cj",), cat=ALL, sub=("status",)),
+    # networking.k8s.io/v1, policy/v1
+    _r("networking.k8s.io", "v1", "Ingress", "ingresses", True, "io.k8s.api.networking.v1.Ingress",
+       short=("ing",), sub=("status",)),
+    _r("networking.k8s.io", "v1", "IngressClass", "ingressclasses", False,
+       "io.k8s.api.networking.v1.IngressClass"),
+    _r("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True,
+       "io.k8s.api.networking.v1.NetworkPolicy", short=("netpol",)),
+    _r("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True,
+       "io.k8s.api.policy.v1.PodDisruptionBudget", short=("pdb",), sub=("status",)),
+    # storage, admission webhooks, scheduling, node
+    _r("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, "io.k8s.api.storage.v1.StorageClass",
+       short=("sc",)),
+    _r("storage.k8s.io", "v1", "CSIDriver", "csidrivers", False, "io.k8s.api.storage.v1.CSIDriver"),
+    _r("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration",
+       "validatingwebhookconfigurations", False,
+       "io.k8s.api.admissionregistration.v1.ValidatingWebhookConfiguration", cat=("api-extensions",)),
+    _r("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration",
+       "mutatingwebhookconfigurations", False,
+       "io.k8s.api.admissionregistration.v1.MutatingWebhookConfiguration", cat=("api-extensions",)),
+    _r("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", False,
+       "io.k8s.api.scheduling.v1.PriorityClass", short=("pc",)),
+    _r("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", False, "io.k8s.api.node.v1.RuntimeClass"),
     # coordination, discovery, events
     _r("coordination.k8s.io", "v1", "Lease", "leases", True, "io.k8s.api.coordination.v1.Lease"),
     _r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True,
@@ -125,5 +157,7 @@ BUILTIN: list[ResourceInfo] = [
 ]
 
 # Group preference order in discovery (upstream lists core first, then these).
-GROUP_ORDER = ["", "apps", "events.k8s.io", "batch", "rbac.authorization.k8s.io",
-               "coordination.k8s.io", "discovery.k8s.io", "flowcontrol.apiserver.k8s.io", "apiextensions.k8s.io"]
+GROUP_ORDER = ["", "apps", "events.k8s.io", "autoscaling", "batch", "networking.k8s.io", "policy",
+               "rbac.authorization.k8s.io", "storage.k8s.io", "admissionregistration.k8s.io",
+               "apiextensions.k8s.io", "scheduling.k8s.io", "coordination.k8s.io", "node.k8s.io",
+               "discovery.k8s.io", "flowcontrol.apiserver.k8s.io"]

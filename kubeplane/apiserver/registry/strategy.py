@@ -16,6 +16,7 @@ from typing import Any, Callable
 from ..machinery.errors import Cause
 from .resources import ResourceInfo
 from .schema.zero import fill_zero_fields
+from . import strategy_kinds
 from .strategy_flowcontrol import (
     flowschema_check,
     flowschema_defaults,
@@ -154,9 +155,8 @@ def _pod_defaults(obj: dict[str, Any], create: bool) -> None:
         # ServiceAccount and DefaultTolerationSeconds admission, as a default cluster has them.
         spec.setdefault("serviceAccountName", spec.get("serviceAccount") or "default")
         spec.setdefault("serviceAccount", spec["serviceAccountName"])
-        spec.setdefault("priority", 0)
         spec.setdefault("enableServiceLinks", True)
-        spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+        # (priority and preemptionPolicy: the Priority admission plugin, endpoints/admission.py)
         tol = spec.setdefault("tolerations", [])
         if isinstance(tol, list):
             for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
@@ -192,6 +192,30 @@ def _template_defaults(obj: dict[str, Any]) -> None:
             tmpl.setdefault("metadata", {}) if "metadata" not in tmpl else None
             if isinstance(tmpl.get("spec"), dict):
                 _pod_spec_defaults(tmpl["spec"])
+
+
+def _rc_defaults(obj: dict[str, Any], create: bool) -> None:
+    """upstream's SetDefaults_ReplicationController: the selector and the labels default
+    to the template's labels, replicas to 1."""
+    spec = obj.setdefault("spec", {})
+    if not isinstance(spec, dict):
+        return
+    tmpl = spec.get("template")
+    labels = ((tmpl.get("metadata") or {}).get("labels") or {}) if isinstance(tmpl, dict) else {}
+    if isinstance(labels, dict) and labels:
+        if not spec.get("selector"):
+            spec["selector"] = dict(labels)
+        md = obj.setdefault("metadata", {})
+        if isinstance(md, dict) and not md.get("labels"):
+            md["labels"] = dict(labels)
+    spec.setdefault("replicas", 1)
+    _template_defaults(obj)
+
+
+def _podtemplate_defaults(obj: dict[str, Any], create: bool) -> None:
+    tmpl = obj.get("template")
+    if isinstance(tmpl, dict) and isinstance(tmpl.get("spec"), dict):
+        _pod_spec_defaults(tmpl["spec"])
 
 
 def _deployment_defaults(obj: dict[str, Any], create: bool) -> None:
@@ -414,6 +438,9 @@ DEFAULTS: dict[str, Callable[[dict[str, Any], bool], None]] = {
     "nodes": _node_defaults,
     "flowschemas": flowschema_defaults,
     "prioritylevelconfigurations": prioritylevel_defaults,
+    "replicationcontrollers": _rc_defaults,
+    "podtemplates": _podtemplate_defaults,
+    **strategy_kinds.DEFAULTS,
 }
 
 # --- semantic checks ---------------------------------------------------------------------
@@ -552,6 +579,43 @@ def _go_map(d: dict[str, Any]) -> str:
     return "map[string]string{" + ", ".join(f'"{k}":"{v}"' for k, v in sorted(d.items())) + "}"
 
 
+def _rc_check(obj: dict[str, Any]) -> list[Cause]:
+    """upstream's ValidateReplicationControllerSpec: a selector (a plain map) that the
+    template's labels match, pods that restart Always."""
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return [Cause("FieldValueRequired", "spec", "Required value")]
+    out: list[Cause] = []
+    sel = spec.get("selector") if isinstance(spec.get("selector"), dict) else {}
+    tmpl = spec.get("template")
+    if not sel:
+        out.append(Cause("FieldValueRequired", "spec.selector", "Required value"))
+    if not isinstance(tmpl, dict):
+        return out + [Cause("FieldValueRequired", "spec.template", "Required value")]
+    labels = (tmpl.get("metadata") or {}).get("labels") or {}
+    if sel and isinstance(labels, dict) and any(labels.get(k) != v for k, v in sel.items()):
+        out.append(Cause("FieldValueInvalid", "spec.template.metadata.labels",
+                         f"Invalid value: {_go_map(labels)}: `selector` does not match template `labels`"))
+    out += _containers_errors(tmpl.get("spec"), "spec.template.spec")
+    rp = (tmpl.get("spec") or {}).get("restartPolicy") if isinstance(tmpl.get("spec"), dict) else None
+    if rp not in (None, "Always"):
+        out = [c for c in out if c.field != "spec.template.spec.restartPolicy"]
+        out.append(Cause("FieldValueNotSupported", "spec.template.spec.restartPolicy",
+                         f'Unsupported value: "{rp}": supported values: "Always"'))
+    reps = spec.get("replicas")
+    if isinstance(reps, int) and reps < 0:
+        out.append(Cause("FieldValueInvalid", "spec.replicas",
+                         f"Invalid value: {reps}: must be greater than or equal to 0"))
+    return out
+
+
+def _podtemplate_check(obj: dict[str, Any]) -> list[Cause]:
+    tmpl = obj.get("template")
+    if not isinstance(tmpl, dict):
+        return [Cause("FieldValueRequired", "template", "Required value")]
+    return _containers_errors(tmpl.get("spec"), "template.spec")
+
+
 def _job_check(obj: dict[str, Any]) -> list[Cause]:
     spec = obj.get("spec")
     if not isinstance(spec, dict):
@@ -632,6 +696,9 @@ _CHECKS: dict[str, Callable[[dict[str, Any]], list[Cause]]] = {
     "secrets": _secret_check,
     "flowschemas": flowschema_check,
     "prioritylevelconfigurations": prioritylevel_check,
+    "replicationcontrollers": _rc_check,
+    "podtemplates": _podtemplate_check,
+    **strategy_kinds.CHECKS,
 }
 
 # --- the strategy ------------------------------------------------------------------------
@@ -649,10 +716,12 @@ class Strategy:
         self.info = info
         self.defaults = DEFAULTS.get(info.plural) if info.crd is None else None
         self.check = _CHECKS.get(info.plural) if info.crd is None else None
+        self.update_check = strategy_kinds.UPDATE_CHECKS.get(info.plural) if info.crd is None else None
         self.tracks_generation = info.crd is not None or (info.group in ("", "apps", "batch", "apiextensions.k8s.io",
                                                                           "flowcontrol.apiserver.k8s.io",
                                                                           "discovery.k8s.io")
-                                                          and info.plural in _GENERATION)
+                                                          and info.plural in _GENERATION) \
+            or info.plural in strategy_kinds.GENERATION
         self.has_status = "status" in info.subresources
 
     def apply_defaults(self, obj: dict[str, Any], create: bool) -> None:
@@ -663,12 +732,21 @@ class Strategy:
         """The fields upstream's Go encoding always writes (schema/zero.py), built-ins only."""
         if self.info.crd is None:
             fill_zero_fields(obj, self.info.def_name)
+            if self.info.plural == "replicationcontrollers":
+                # omitempty in Go, though the type schema marks a zero default: never written as 0
+                spec = obj.get("spec")
+                if isinstance(spec, dict) and spec.get("minReadySeconds") == 0:
+                    del spec["minReadySeconds"]
 
     def validate(self, obj: dict[str, Any]) -> list[Cause]:
         out = metadata_errors(self.info, obj)
         if self.check is not None:
             out += self.check(obj)
         return out
+
+    def validate_update(self, old: dict[str, Any], new: dict[str, Any]) -> list[Cause]:
+        """Checks that need the old object too (immutable fields of the newer kinds)."""
+        return self.update_check(old, new) if self.update_check is not None else []
 
     def spec_changed(self, old: dict[str, Any], new: dict[str, Any]) -> bool:
         """Whether an update changes what generation counts: everything but metadata and status."""

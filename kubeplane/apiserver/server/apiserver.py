@@ -20,6 +20,7 @@ from ...store.errors import StoreUnavailableError
 from ...store.interface import Store
 from ..machinery import errors
 from .app import App, status_body
+from ..registry.strategy_kinds import SYSTEM_PRIORITY_CLASSES
 from .authn import Authenticator, read_token_file
 from .filters import Admission
 from .health import HealthChecks, all_set
@@ -158,9 +159,14 @@ class APIServer:
 
             self.pki = ensure_pki(os.path.join(cfg.data_dir, "pki"), [cfg.bind_address])
             token = self.pki.token
+        # service account tokens (serviceaccounts/token): signed with a key kept in the data dir
+        from ..transport.satoken import TokenSigner
+
+        self.handlers.token_signer = TokenSigner.load_or_create(os.path.join(cfg.data_dir, "pki"))
         self.metrics.before_scrape = self.objects.refresh_storage_size
         app = App(self.handlers, self.registry, token, health=self.health,
-                  authn=Authenticator(token, tokens), admission=self.admission, metrics=self.handlers.metrics)
+                  authn=Authenticator(token, tokens, sa_tokens=self.handlers.token_signer, sa_uid=self._sa_uid),
+                  admission=self.admission, metrics=self.handlers.metrics)
         self.app = app
         if self.pki is not None:       # the identity kubelets see (pods/log, exec, nodes/proxy, ...)
             app.connect.use_client_certificate(self.pki.kubelet_client_cert, self.pki.kubelet_client_key)
@@ -239,11 +245,28 @@ class APIServer:
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
 
+    def _sa_uid(self, namespace: str, name: str) -> str | None:
+        """A service account's uid from the watch cache ("" when it does not exist), None
+        when the cache cannot tell (disabled, or not synced yet)."""
+        info = self.registry.get("", "v1", "serviceaccounts")
+        cacher = self.caches.cacher(info) if info is not None and self.caches is not None else None
+        if cacher is None or not cacher.ready.is_set():
+            return None
+        entry = cacher.get(key_of(info, namespace, name))
+        if entry is None:
+            return ""
+        return str((orjson.loads(entry.raw).get("metadata") or {}).get("uid") or "")
+
     # --- bootstrap ------------------------------------------------------------------------
     async def _bootstrap(self) -> None:
         for name in SYSTEM_NAMESPACES:
             await self._ensure("", "namespaces", None, {"apiVersion": "v1", "kind": "Namespace",
                                                          "metadata": {"name": name}})
+        # the built-in PriorityClasses, as upstream's scheduling post-start hook creates them
+        for name, (value, description) in SYSTEM_PRIORITY_CLASSES.items():
+            await self._ensure("scheduling.k8s.io", "priorityclasses", None, {
+                "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name},
+                "value": value, "description": description})
 
     async def _ensure(self, group: str, plural: str, namespace: str | None, obj: dict[str, Any],
                       replace: bool = False) -> None:

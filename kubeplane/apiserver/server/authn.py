@@ -6,6 +6,11 @@
   `token,user,uid[,"group1,group2"]`.
 - The plain-HTTP loopback listener authenticates nobody; like upstream's old insecure
   port its requests run as `system:unsecured` in `system:masters`.
+- Service account tokens (`kubectl create token`, the TokenRequest API): ES256 JWTs that
+  this server signed (transport/satoken.py), accepted until they expire as
+  `system:serviceaccount:<ns>:<name>` with the service account's uid, while that account
+  exists with that uid (looked up in the watch cache, which may lag: a token is trusted
+  for its first 5 seconds; without a cache, not checked).
 - Requests without credentials are `system:anonymous` (`system:unauthenticated`); the
   app lets them reach only the health and version endpoints (upstream's default RBAC
   grants anonymous users exactly those, through system:public-info-viewer).
@@ -23,14 +28,18 @@ from __future__ import annotations
 import csv
 import hmac
 from dataclasses import dataclass
+import time
+from typing import Callable
 
 from ..machinery import errors
+from ..transport.satoken import TokenSigner
 
 MASTERS = "system:masters"
 AUTHENTICATED = "system:authenticated"
 UNAUTHENTICATED = "system:unauthenticated"
 ANONYMOUS = "system:anonymous"
 SA_PREFIX = "system:serviceaccount:"
+_CACHE_GRACE = 5.0      # seconds a new token is trusted without its account in the watch cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +89,16 @@ class Authenticator:
     """Maps a request's headers to a `User` (or None: bad credentials, answer 401)."""
 
     def __init__(self, admin_token: str | None, tokens: dict[str, User] | None = None,
-                 unsecured: bool = False):
+                 unsecured: bool = False, sa_tokens: TokenSigner | None = None,
+                 sa_uid: Callable[[str, str], str | None] | None = None):
         self.admin_token = admin_token.encode() if admin_token else None
         self.tokens = tokens or {}
         self.unsecured = unsecured
+        self.sa_tokens = sa_tokens
+        # (namespace, name) -> the service account's uid, "" when it does not exist, None
+        # when that cannot be told (no watch cache): a token outlives neither its account
+        # nor the account's replacement by one of the same name
+        self.sa_uid = sa_uid
 
     def authenticate(self, headers: dict[str, str]) -> User | None:
         if self.unsecured:
@@ -99,13 +114,30 @@ class Authenticator:
                 if self.admin_token is not None and hmac.compare_digest(token.encode(), self.admin_token):
                     user = ADMIN
                 else:
-                    found = self.tokens.get(token)
+                    found = self.tokens.get(token) or self._service_account(token)
                     if found is None:
                         return None
                     user = found
         if "impersonate-user" in headers or "impersonate-group" in headers or "impersonate-uid" in headers:
             return impersonate(user, headers)
         return user
+
+
+    def _service_account(self, token: str) -> User | None:
+        claims = self.sa_tokens.verify(token) if self.sa_tokens is not None else None
+        if claims is None:
+            return None
+        sa = (claims.get("kubernetes.io") or {}).get("serviceaccount") or {}
+        uid = str(sa.get("uid") or "") if isinstance(sa, dict) else ""
+        name = claims["sub"]
+        if self.sa_uid is not None:
+            namespace, sa_name = name[len(SA_PREFIX):].split(":", 1)
+            current = self.sa_uid(namespace, sa_name)
+            # a token just issued may name an account the cache has not seen yet
+            fresh = time.time() - claims.get("iat", 0) < _CACHE_GRACE
+            if current is not None and current != uid and not fresh:
+                return None
+        return User(name, _with_implied_groups(name, []), uid)
 
 
 def impersonate(user: User, headers: dict[str, str]) -> User:

@@ -61,8 +61,11 @@ class NodeResourcesFit(Plugin):
         return out
 
     def score(self, state: CycleState, pod, table, slots: np.ndarray) -> np.ndarray | None:
-        alloc = table.alloc[slots][:, :2]
+        alloc, _ = _cpu_mem(state, table, slots)
         req = table.non_zero[slots] + np.array(pod.non_zero, dtype=np.int64)
+        if alloc.all():     # the usual case: every node has cpu and memory
+            per = np.maximum((alloc - req) * MAX_NODE_SCORE // alloc, 0)
+            return (per[:, 0] + per[:, 1]) // 2
         has = alloc > 0
         safe = np.where(has, alloc, 1)
         per = np.where(has & (req <= alloc), ((alloc - req) * MAX_NODE_SCORE) // safe, 0)
@@ -71,17 +74,29 @@ class NodeResourcesFit(Plugin):
         return np.where(weight > 0, total // np.maximum(weight, 1), 0)
 
 
+def _cpu_mem(state: CycleState, table, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(allocatable, requested) cpu and memory of these slots, gathered once per cycle for
+    both resource scores (columns 0 and 1 of the table are cpu and memory)."""
+    got = state.get("cpu_mem")
+    if got is None or got[0] is not slots:
+        got = (slots, table.alloc[slots, :2], table.requested[slots, :2])
+        state["cpu_mem"] = got
+    return got[1], got[2]
+
+
 class BalancedAllocation(Plugin):
     name = "NodeResourcesBalancedAllocation"
     events = frozenset({NODE_ADD, NODE_ALLOCATABLE, POD_DELETE})
 
     def score(self, state: CycleState, pod, table, slots: np.ndarray) -> np.ndarray | None:
-        cols = [table.col_index[CPU], table.col_index[MEMORY]]
-        alloc = table.alloc[slots][:, cols].astype(np.float64)
-        preq = np.array([pod.requests.get(CPU, 0), pod.requests.get(MEMORY, 0)], dtype=np.float64)
-        req = table.requested[slots][:, cols] + preq
+        alloc, requested = _cpu_mem(state, table, slots)
+        preq = np.array([pod.requests.get(CPU, 0), pod.requests.get(MEMORY, 0)], dtype=np.int64)
+        if alloc.all():
+            frac = np.minimum((requested + preq) / alloc, 1.0)
+            return ((1 - np.abs(frac[:, 0] - frac[:, 1]) / 2) * MAX_NODE_SCORE).astype(np.int64)
+        falloc = alloc.astype(np.float64)
         has = alloc > 0
-        frac = np.minimum(np.where(has, req / np.where(has, alloc, 1.0), 0.0), 1.0)
+        frac = np.minimum(np.where(has, (requested + preq) / np.where(has, falloc, 1.0), 0.0), 1.0)
         both = has.all(axis=1)
         std = np.where(both, np.abs(frac[:, 0] - frac[:, 1]) / 2, 0.0)
         return ((1 - std) * MAX_NODE_SCORE).astype(np.int64)

@@ -45,6 +45,7 @@ _SUBRESOURCE_DEF = {
     "scale": ("io.k8s.api.autoscaling.v1.Scale", ("autoscaling", "v1", "Scale")),
     "binding": ("io.k8s.api.core.v1.Binding", ("", "v1", "Binding")),
     "eviction": ("io.k8s.api.policy.v1.Eviction", ("policy", "v1", "Eviction")),
+    "token": ("io.k8s.api.authentication.v1.TokenRequest", ("authentication.k8s.io", "v1", "TokenRequest")),
 }
 
 PATCH_TYPES = ["application/json-patch+json", "application/merge-patch+json",
@@ -430,7 +431,7 @@ def _paths_for(r: ResourceInfo) -> list[tuple[str, list[tuple[str, str, str]], l
                     f"partially update scale of the specified {r.kind}", sgvk, tag, _PATCH_PARAMS,
                     _META + "Patch", sdef, ("200", "201"), patch_types),
             ]
-        elif sub in ("binding", "eviction"):
+        elif sub in ("binding", "eviction", "token"):
             sdef, sgvk = _SUBRESOURCE_DEF[sub]
             ops = [_Op("post", "post", f"create{cg}{ns}{r.kind}{cap}", f"create {sub} of a {r.kind}",
                        sgvk, tag, _WRITE_PARAMS, sdef, sdef, ("200", "201", "202"), ["*/*"])]

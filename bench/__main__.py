@@ -11,6 +11,7 @@
     python -m bench client-http      # aiohttp vs httpx for the client: small GETs, a big LIST
     python -m bench informer --help  # informer initial sync: time and RSS, with and without the transform
     python -m bench scheduler --help # the scheduler: 5,000 nodes, 30,000 pending pods, bound/s end to end
+    python -m bench hollow --help    # hollow nodes: 5,000 per process, CPU, RSS, Lease lag, pods started/s
 """
 
 from __future__ import annotations
@@ -79,10 +80,16 @@ def _scheduler(argv: list[str]) -> int:
     return main(argv)
 
 
+def _hollow(argv: list[str]) -> int:
+    from .hollow_bench import main
+
+    return main(argv)
+
+
 BENCHMARKS: dict[str, Callable[[list[str]], int]] = {"store": _store, "http": _http, "api": _api, "read": _read,
                                                      "apf": _apf, "protobuf": _protobuf, "exhaust": _exhaust,
                                                      "client-http": _client_http, "informer": _informer,
-                                                     "scheduler": _scheduler}
+                                                     "scheduler": _scheduler, "hollow": _hollow}
 
 
 def main(argv: list[str]) -> int:

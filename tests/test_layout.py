@@ -181,3 +181,19 @@ def test_the_sim_rule_sees_an_import():
     assert _between({"kubeplane.sim.kubelet.server": {"kubeplane.apiserver.transport.http"}},
                     "kubeplane.sim", API) == ["kubeplane.sim.kubelet.server -> kubeplane.apiserver.transport.http"]
     assert _between({"kubeplane.apiserver.app": {"kubeplane.sim.kubelet"}}, "kubeplane.sim", API) != []
+
+
+def _sim_imports_outside(graph: dict[str, set[str]]) -> list[str]:
+    return [f"{m} -> {d}" for m, deps in graph.items() if m.startswith("kubeplane.sim")
+            for d in deps if d.startswith("kubeplane.")
+            and not d.startswith(("kubeplane.sim", "kubeplane.client", "kubeplane.runtime"))]
+
+
+def test_sim_uses_only_the_client():
+    """Hollow nodes run against any API server: kubeplane.sim imports only kubeplane.client
+    and the runtime helpers (and itself), never the store, the scheduler or the API server."""
+    graph = _graph()
+    assert _sim_imports_outside(graph) == []
+    assert any(m.startswith("kubeplane.sim.nodes.") for m in graph), "the checker must see the simulator"
+    assert _sim_imports_outside({"kubeplane.sim.nodes.pods": {"kubeplane.scheduler.cache"}}) == [
+        "kubeplane.sim.nodes.pods -> kubeplane.scheduler.cache"]

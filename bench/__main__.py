@@ -8,8 +8,12 @@
     python -m bench apf --help       # what APF and metrics cost: GET throughput, both on vs both off
     python -m bench protobuf         # the protobuf codec's per-object cost vs orjson (2.3 KB pod)
     python -m bench exhaust --help   # abusive connections: a 64 MB header, watches that never read
+<<<<<<< HEAD
+    python -m bench scheduler --help # the scheduler: 5,000 nodes, 30,000 pending pods, bound/s end to end
+=======
     python -m bench client-http      # aiohttp vs httpx for the client: small GETs, a big LIST
     python -m bench informer --help  # informer initial sync: time and RSS, with and without the transform
+>>>>>>> i11-client
 """
 
 from __future__ import annotations
@@ -60,6 +64,10 @@ def _exhaust(argv: list[str]) -> int:
     return main(argv)
 
 
+<<<<<<< HEAD
+def _scheduler(argv: list[str]) -> int:
+    from .scheduler_bench import main
+=======
 def _client_http(argv: list[str]) -> int:
     from .client_http_bench import main
 
@@ -68,13 +76,18 @@ def _client_http(argv: list[str]) -> int:
 
 def _informer(argv: list[str]) -> int:
     from .informer_bench import main
+>>>>>>> i11-client
 
     return main(argv)
 
 
 BENCHMARKS: dict[str, Callable[[list[str]], int]] = {"store": _store, "http": _http, "api": _api, "read": _read,
                                                      "apf": _apf, "protobuf": _protobuf, "exhaust": _exhaust,
+<<<<<<< HEAD
+                                                     "scheduler": _scheduler}
+=======
                                                      "client-http": _client_http, "informer": _informer}
+>>>>>>> i11-client
 
 
 def main(argv: list[str]) -> int:

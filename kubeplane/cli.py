@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 
 from .runtime import raise_open_file_limit, run
@@ -185,6 +186,122 @@ def _add_apiserver_options(parser: argparse.ArgumentParser) -> None:
                         help="klog verbosity (2: more, 3: one line per request)")
 
 
+def _add_serve_scheduler_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scheduler", default="true", choices=("true", "false"),
+                        help="run the scheduler in a child process, over loopback HTTPS as "
+                             "system:kube-scheduler (default %(default)s)")
+    parser.add_argument("--scheduler-metrics-bind-address", default="127.0.0.1:10259", metavar="HOST:PORT",
+                        help="the scheduler's /metrics (default %(default)s; 0 = off)")
+    parser.add_argument("--scheduler-kube-api-qps", type=_positive_float, default=50.0,
+                        help="the scheduler's client QPS (default %(default)s)")
+    parser.add_argument("--scheduler-kube-api-burst", type=_int_in(1), default=100,
+                        help="the scheduler's client burst (default %(default)s)")
+
+
+def _add_scheduler_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubeconfig", default=None,
+                        help="the API server and credentials (default $KUBECONFIG, else ~/.kube/config)")
+    parser.add_argument("--context", default=None, help="kubeconfig context (default: its current-context)")
+    parser.add_argument("--kube-api-qps", type=_positive_float, default=50.0,
+                        help="client requests per second (default %(default)s, as kube-scheduler)")
+    parser.add_argument("--kube-api-burst", type=_int_in(1), default=100, help="client burst (default %(default)s)")
+    parser.add_argument("--metrics-bind-address", default="127.0.0.1:10259", metavar="HOST:PORT",
+                        help="serve /metrics and /healthz here over HTTP (default %(default)s; 0 = off)")
+    parser.add_argument("--leader-elect", default="true", choices=("true", "false"),
+                        help="schedule only while holding the Lease (default %(default)s)")
+    parser.add_argument("--leader-elect-resource-namespace", default="kube-system")
+    parser.add_argument("--leader-elect-resource-name", default="kube-scheduler")
+    parser.add_argument("--percentage-of-nodes-to-score", type=_int_in(0, 100), default=0,
+                        help="0 = adaptive as upstream: max(5, 50 - nodes/125) percent, at least 100 nodes")
+    parser.add_argument("--parallel-binds", type=_int_in(1), default=64,
+                        help="bindings in flight at once (default %(default)s)")
+    parser.add_argument("--scheduler-name", default="default-scheduler",
+                        help="schedule pods with this spec.schedulerName (default %(default)s)")
+    parser.add_argument("--scheduled-events", default="true", choices=("true", "false"),
+                        help="a Normal/Scheduled event per bound pod, as upstream (default %(default)s)")
+
+
+def _scheduler(args: argparse.Namespace) -> int:
+    from .scheduler.app import Options, main as scheduler_main
+
+    opts = Options(kubeconfig=args.kubeconfig, context=args.context, qps=args.kube_api_qps,
+                   burst=args.kube_api_burst, metrics_bind_address=args.metrics_bind_address,
+                   leader_elect=args.leader_elect == "true", lease_namespace=args.leader_elect_resource_namespace,
+                   lease_name=args.leader_elect_resource_name,
+                   percentage_of_nodes_to_score=args.percentage_of_nodes_to_score,
+                   parallel_binds=args.parallel_binds, scheduler_name=args.scheduler_name,
+                   scheduled_events=args.scheduled_events == "true")
+    try:
+        return scheduler_main(opts)
+    except Exception as exc:  # noqa: BLE001 - every start-up failure is one line
+        return _startup_failure("scheduler", exc, args.verbose or 0)
+
+
+async def _serve_with_scheduler(config, args: argparse.Namespace) -> None:
+    """serve_forever, plus the scheduler child (kubeplane.scheduler.supervisor) once the
+    server listens; the child is stopped before the server closes."""
+    import os
+    import signal
+    import tempfile
+
+    from .apiserver.server.apiserver import APIServer, tune_gc
+    from .apiserver.server.authn import read_token_file
+    from .scheduler import supervisor
+
+    token = supervisor.new_token()
+    # the scheduler's identity: a token file of the user's lines plus the scheduler's,
+    # in a private temporary dir, read once by the server's start
+    tmpdir = tempfile.mkdtemp(prefix="kubeplane-tokens-")
+    tokens = os.path.join(tmpdir, "tokens.csv")
+    with open(tokens, "w") as f:
+        if config.token_auth_file:
+            read_token_file(config.token_auth_file)     # its own errors name its own path
+            with open(config.token_auth_file) as user_file:
+                text = user_file.read()
+            f.write(text if text.endswith("\n") or not text else text + "\n")
+        f.write(supervisor.token_line(token))
+    config.token_auth_file = tokens
+    server = APIServer(config)
+    try:
+        await server.start()
+    except BaseException:
+        await server.close()
+        raise
+    finally:
+        os.unlink(tokens)
+        os.rmdir(tmpdir)
+    tune_gc()
+    if server.http_port:
+        print(f"kubeplane: plain HTTP (no auth) on port {server.http_port}", flush=True)
+    child = None
+    if server.kubeconfig_path:
+        host = "127.0.0.1" if config.bind_address in ("0.0.0.0", "::", "127.0.0.1", "localhost") else \
+            config.bind_address if ":" not in config.bind_address else f"[{config.bind_address}]"
+        kubeconfig = os.path.join(config.data_dir, "scheduler.kubeconfig")
+        supervisor.write_kubeconfig(kubeconfig, f"https://{host}:{server.secure_port}", server.pki.ca_pem(), token)
+        verbosity = [f"--v={args.verbose}"] if getattr(args, "verbose", 0) else []
+        argv = [sys.executable, "-m", "kubeplane.cli", *verbosity, "scheduler", "--kubeconfig", kubeconfig,
+                "--metrics-bind-address", args.scheduler_metrics_bind_address,
+                "--kube-api-qps", str(args.scheduler_kube_api_qps),
+                "--kube-api-burst", str(args.scheduler_kube_api_burst)]
+        child = supervisor.Supervisor(argv)
+        child.start()
+        print(f"kubeplane: serving https://{config.bind_address}:{server.secure_port}", flush=True)
+        print(f"export KUBECONFIG={os.path.abspath(server.kubeconfig_path)}", flush=True)
+    else:
+        print("kubeplane: no HTTPS port: the scheduler does not run", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        if child is not None:
+            await child.stop()
+        await server.close()
+
+
 def _duration(text: str, flag: str) -> float:
     from .apiserver.server.filters import parse_go_duration
 
@@ -228,7 +345,7 @@ def _apiserver_serve(args: argparse.Namespace) -> int:
     )
     raise_open_file_limit()
     try:
-        run(serve_forever(config))
+        run(serve_forever(config) if args.scheduler == "false" else _serve_with_scheduler(config, args))
     except KeyboardInterrupt:
         return 0
     except Exception as exc:  # noqa: BLE001 - every start-up failure is one line
@@ -339,7 +456,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     top_serve = sub.add_parser("serve", help="start the API server (HTTPS on 127.0.0.1:6443, embedded store)")
     _add_apiserver_options(top_serve)
+    _add_serve_scheduler_options(top_serve)
     top_serve.set_defaults(func=_apiserver_serve)
+
+    sched = sub.add_parser("scheduler", help="the scheduler, against any Kubernetes API server (--kubeconfig)")
+    _add_scheduler_options(sched)
+    sched.set_defaults(func=_scheduler)
 
     backup = sub.add_parser("backup", help="save a consistent snapshot of a running server (writes go on)")
     backup.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the snapshot")

@@ -140,6 +140,17 @@ def test_store_does_not_import_the_apiserver():
     assert wrong == []
 
 
+def test_scheduler_talks_to_the_api_only_through_the_client():
+    """kubeplane.scheduler runs against any API server: it may import kubeplane.client
+    (and the runtime helpers), never the API server or the store."""
+    graph = _graph()
+    allowed = ("kubeplane.scheduler", "kubeplane.client", "kubeplane.runtime")
+    wrong = [f"{m} -> {d}" for m, deps in graph.items() if m.startswith("kubeplane.scheduler")
+             for d in deps if d.startswith("kubeplane.") and not d.startswith(allowed)]
+    assert wrong == []
+    assert any(m.startswith("kubeplane.scheduler") for m in graph)
+
+
 def test_the_checker_sees_a_circle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 

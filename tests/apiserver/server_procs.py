@@ -44,6 +44,11 @@ class ServerProc:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "kubeplane.cli", "serve", "--data-dir", str(self.data_dir),
                 "--secure-port", "0", "--http-listen", "127.0.0.1:0", *self.extra]
+        if not any(a.startswith("--scheduler") for a in self.extra):
+            # the API server alone: a scheduler would write to the pods these suites
+            # create (conditions, events) and spend the second core (tests/scheduler
+            # start it on purpose)
+            argv.append("--scheduler=false")
         if self.etcd_servers:
             argv += ["--etcd-servers", ",".join(self.etcd_servers)]
         log = open(self.log_path, "ab")

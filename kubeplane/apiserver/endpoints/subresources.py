@@ -148,15 +148,26 @@ class Subresources:
             raise errors.invalid("", "Binding", route.name or "", [Cause("FieldValueRequired", "target.name",
                                                                          "Required value")])
         name = route.name or ""
+        meta = body.get("metadata") or {}
+        want_uid = meta.get("uid") if isinstance(meta, dict) else None
+        annotations = meta.get("annotations") if isinstance(meta, dict) else None
 
         def mutate(cur: dict[str, Any]) -> dict[str, Any]:
+            # upstream's BindingREST.setPodHostAndAnnotations
             spec = cur.setdefault("spec", {})
+            if want_uid and want_uid != cur["metadata"].get("uid"):
+                raise errors.conflict("", "pods", name, f"Precondition failed: UID in precondition: {want_uid}, "
+                                                        f"UID in object meta: {cur['metadata'].get('uid', '')}")
             if cur["metadata"].get("deletionTimestamp"):
                 raise errors.conflict("", "pods", name, "pod is being deleted, cannot be assigned to a host")
             if spec.get("nodeName"):
                 raise errors.conflict("", "pods", name,
                                       f"pod {name} is already assigned to node \"{spec['nodeName']}\"")
+            if spec.get("schedulingGates"):
+                raise errors.conflict("", "pods", name, f"pod {name} has non-empty .spec.schedulingGates")
             spec["nodeName"] = node
+            if isinstance(annotations, dict) and annotations:
+                cur["metadata"].setdefault("annotations", {}).update(annotations)
             conds = (cur.setdefault("status", {})).setdefault("conditions", [])
             conds[:] = [c for c in conds if c.get("type") != "PodScheduled"]
             conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,

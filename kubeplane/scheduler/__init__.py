@@ -1,0 +1,9 @@
+"""kubeplane's scheduler: kube-scheduler's model (queue, cache, filter/score plugins,
+preemption, asynchronous binding through pods/binding) in Python, talking to any
+Kubernetes API server through kubeplane.client. See docs/scheduler.md.
+
+Layout: resources/selectors/podinfo (pod and node facts), framework (Status, CycleState,
+Plugin), plugins/ (one module per plugin), cache, queue, algorithm (one cycle), preemption,
+messages, metrics, scheduler (the loop), app (informers + the API), cli entry in
+kubeplane.cli (`kubeplane scheduler`).
+"""

@@ -198,6 +198,25 @@ def _add_serve_scheduler_options(parser: argparse.ArgumentParser) -> None:
                         help="the scheduler's client burst (default %(default)s)")
 
 
+def _add_serve_sim_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--hollow-nodes", type=_int_in(0, 49152), default=3, metavar="N",
+                        help="start N simulated nodes (kubeplane sim nodes, a child process over loopback "
+                             "HTTPS) so pods run; 0 = a bare control plane (default %(default)s)")
+    parser.add_argument("--hollow-nodes-metrics-bind-address", default="127.0.0.1:10255", metavar="HOST:PORT",
+                        help="the simulator's /metrics (default %(default)s; 0 = off)")
+
+
+def _sim_nodes(args: argparse.Namespace) -> int:
+    from .sim.nodes.main import main as sim_main
+    from .sim.nodes.stages import StagesError
+
+    raise_open_file_limit()       # a listener and a watch per node
+    try:
+        return sim_main(args)
+    except (StagesError, ValueError, OSError) as exc:
+        return _startup_failure("sim nodes", exc, args.verbose or 0)
+
+
 def _add_scheduler_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", default=None,
                         help="the API server and credentials (default $KUBECONFIG, else ~/.kube/config)")
@@ -247,8 +266,10 @@ async def _serve_with_scheduler(config, args: argparse.Namespace) -> None:
     from .apiserver.server.apiserver import APIServer, tune_gc
     from .apiserver.server.authn import read_token_file
     from .scheduler import supervisor
+    from .sim.nodes import supervisor as sim_supervisor
 
     token = supervisor.new_token()
+    sim_token = supervisor.new_token()
     # the scheduler's identity: a token file of the user's lines plus the scheduler's,
     # in a private temporary dir, read once by the server's start
     tmpdir = tempfile.mkdtemp(prefix="kubeplane-tokens-")
@@ -260,6 +281,7 @@ async def _serve_with_scheduler(config, args: argparse.Namespace) -> None:
                 text = user_file.read()
             f.write(text if text.endswith("\n") or not text else text + "\n")
         f.write(supervisor.token_line(token))
+        f.write(sim_supervisor.token_line(sim_token))
     config.token_auth_file = tokens
     server = APIServer(config)
     try:
@@ -273,23 +295,36 @@ async def _serve_with_scheduler(config, args: argparse.Namespace) -> None:
     tune_gc()
     if server.http_port:
         print(f"kubeplane: plain HTTP (no auth) on port {server.http_port}", flush=True)
-    child = None
+    child = sim_child = None
     if server.kubeconfig_path:
         host = "127.0.0.1" if config.bind_address in ("0.0.0.0", "::", "127.0.0.1", "localhost") else \
             config.bind_address if ":" not in config.bind_address else f"[{config.bind_address}]"
-        kubeconfig = os.path.join(config.data_dir, "scheduler.kubeconfig")
-        supervisor.write_kubeconfig(kubeconfig, f"https://{host}:{server.secure_port}", server.pki.ca_pem(), token)
         verbosity = [f"--v={args.verbose}"] if getattr(args, "verbose", 0) else []
-        argv = [sys.executable, "-m", "kubeplane.cli", *verbosity, "scheduler", "--kubeconfig", kubeconfig,
-                "--metrics-bind-address", args.scheduler_metrics_bind_address,
-                "--kube-api-qps", str(args.scheduler_kube_api_qps),
-                "--kube-api-burst", str(args.scheduler_kube_api_burst)]
-        child = supervisor.Supervisor(argv)
-        child.start()
+        if args.scheduler == "true":
+            kubeconfig = os.path.join(config.data_dir, "scheduler.kubeconfig")
+            supervisor.write_kubeconfig(kubeconfig, f"https://{host}:{server.secure_port}", server.pki.ca_pem(),
+                                        token)
+            argv = [sys.executable, "-m", "kubeplane.cli", *verbosity, "scheduler", "--kubeconfig", kubeconfig,
+                    "--metrics-bind-address", args.scheduler_metrics_bind_address,
+                    "--kube-api-qps", str(args.scheduler_kube_api_qps),
+                    "--kube-api-burst", str(args.scheduler_kube_api_burst)]
+            child = supervisor.Supervisor(argv)
+            child.start()
+        if args.hollow_nodes:
+            sim_kubeconfig = os.path.join(config.data_dir, "hollow-nodes.kubeconfig")
+            sim_supervisor.write_kubeconfig(sim_kubeconfig, f"https://{host}:{server.secure_port}",
+                                            server.pki.ca_pem(), sim_token)
+            sim_child = sim_supervisor.Supervisor(
+                [sys.executable, "-m", "kubeplane.cli", *verbosity, "sim", "nodes", "--kubeconfig", sim_kubeconfig,
+                 "--count", str(args.hollow_nodes), "--summary-interval", "0", "--progress", "never",
+                 "--metrics-bind-address", args.hollow_nodes_metrics_bind_address])
+            sim_child.start()
+            print(f"kubeplane: {args.hollow_nodes} hollow nodes starting (simulated nodes: pods bound to them "
+                  "report Running but no container runs; --hollow-nodes 0 turns them off)", flush=True)
         print(f"kubeplane: serving https://{config.bind_address}:{server.secure_port}", flush=True)
         print(f"export KUBECONFIG={os.path.abspath(server.kubeconfig_path)}", flush=True)
     else:
-        print("kubeplane: no HTTPS port: the scheduler does not run", flush=True)
+        print("kubeplane: no HTTPS port: the scheduler and hollow nodes do not run", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -297,8 +332,9 @@ async def _serve_with_scheduler(config, args: argparse.Namespace) -> None:
     try:
         await stop.wait()
     finally:
-        if child is not None:
-            await child.stop()
+        for c in (sim_child, child):
+            if c is not None:
+                await c.stop()
         await server.close()
 
 
@@ -345,7 +381,8 @@ def _apiserver_serve(args: argparse.Namespace) -> int:
     )
     raise_open_file_limit()
     try:
-        run(serve_forever(config) if args.scheduler == "false" else _serve_with_scheduler(config, args))
+        run(serve_forever(config) if args.scheduler == "false" and not args.hollow_nodes
+            else _serve_with_scheduler(config, args))
     except KeyboardInterrupt:
         return 0
     except Exception as exc:  # noqa: BLE001 - every start-up failure is one line
@@ -457,11 +494,20 @@ def build_parser() -> argparse.ArgumentParser:
     top_serve = sub.add_parser("serve", help="start the API server (HTTPS on 127.0.0.1:6443, embedded store)")
     _add_apiserver_options(top_serve)
     _add_serve_scheduler_options(top_serve)
+    _add_serve_sim_options(top_serve)
     top_serve.set_defaults(func=_apiserver_serve)
 
     sched = sub.add_parser("scheduler", help="the scheduler, against any Kubernetes API server (--kubeconfig)")
     _add_scheduler_options(sched)
     sched.set_defaults(func=_scheduler)
+
+    sim = sub.add_parser("sim", help="simulators against any Kubernetes API server")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True)
+    sim_nodes = sim_sub.add_parser("nodes", help="hollow nodes: simulated nodes and kubelets (docs/sim.md)")
+    from .sim.nodes.main import add_options as _add_sim_nodes_options
+
+    _add_sim_nodes_options(sim_nodes)
+    sim_nodes.set_defaults(func=_sim_nodes)
 
     backup = sub.add_parser("backup", help="save a consistent snapshot of a running server (writes go on)")
     backup.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the snapshot")

@@ -163,3 +163,36 @@ def test_client_imports_nothing_else_of_kubeplane():
              for d in deps if d.startswith("kubeplane.") and not d.startswith("kubeplane.client")]
     assert wrong == []
     assert any(m.startswith("kubeplane.client.") for m in graph), "the checker must see the client package"
+
+
+def _between(graph: dict[str, set[str]], a: str, b: str) -> list[str]:
+    """Imports from package `a` into package `b` or back."""
+    return [f"{m} -> {d}" for m, deps in graph.items() for d in deps
+            if (m.startswith(a) and d.startswith(b)) or (m.startswith(b) and d.startswith(a))]
+
+
+def test_sim_and_apiserver_talk_over_http_only():
+    """kubeplane.sim (hollow nodes, their kubelet API) and the API server never import each
+    other: the API server reaches a simulated kubelet the way it reaches a real one."""
+    assert _between(_graph(), "kubeplane.sim", API) == []
+
+
+def test_the_sim_rule_sees_an_import():
+    assert _between({"kubeplane.sim.kubelet.server": {"kubeplane.apiserver.transport.http"}},
+                    "kubeplane.sim", API) == ["kubeplane.sim.kubelet.server -> kubeplane.apiserver.transport.http"]
+    assert _between({"kubeplane.apiserver.app": {"kubeplane.sim.kubelet"}}, "kubeplane.sim", API) != []
+
+
+def _sim_imports_outside(graph: dict[str, set[str]]) -> list[str]:
+    return [f"{m} -> {d}" for m, deps in graph.items() if m.startswith("kubeplane.sim")
+            for d in deps if d.startswith("kubeplane.") and not d.startswith(("kubeplane.sim", "kubeplane.client"))]
+
+
+def test_sim_uses_only_the_client():
+    """Hollow nodes run against any API server: kubeplane.sim imports only kubeplane.client
+    (and itself), never the store, the scheduler or the API server."""
+    graph = _graph()
+    assert _sim_imports_outside(graph) == []
+    assert any(m.startswith("kubeplane.sim.nodes.") for m in graph), "the checker must see the simulator"
+    assert _sim_imports_outside({"kubeplane.sim.nodes.pods": {"kubeplane.scheduler.cache"}}) == [
+        "kubeplane.sim.nodes.pods -> kubeplane.scheduler.cache"]

@@ -49,6 +49,8 @@ class ServerProc:
             # create (conditions, events) and spend the second core (tests/scheduler
             # start it on purpose)
             argv.append("--scheduler=false")
+        if not any(a.startswith("--hollow-nodes") for a in self.extra):
+            argv += ["--hollow-nodes", "0"]      # no simulated nodes unless a suite asks (tests/sim)
         if self.etcd_servers:
             argv += ["--etcd-servers", ",".join(self.etcd_servers)]
         log = open(self.log_path, "ab")

@@ -73,6 +73,10 @@ _SUBRESOURCES: dict[str, tuple[tuple[str, str, str] | None, tuple[str, ...]]] = 
     "ephemeralcontainers": (None, _GET_PATCH_UPDATE),
     "resize": (None, _GET_PATCH_UPDATE),
     "log": (None, ("get",)),
+    "exec": (("", "v1", "PodExecOptions"), ("create", "get")),
+    "attach": (("", "v1", "PodAttachOptions"), ("create", "get")),
+    "portforward": (("", "v1", "PodPortForwardOptions"), ("create", "get")),
+    "proxy": (None, ("create", "delete", "get", "patch", "update")),   # kind: <Kind>ProxyOptions
     "token": (("authentication.k8s.io", "v1", "TokenRequest"), ("create",)),
     "approval": (None, _GET_PATCH_UPDATE),
 }
@@ -120,6 +124,8 @@ def _sub_info(r: ResourceInfo, sub: str) -> tuple[str, str, str, tuple[str, ...]
     """(group, version, kind, verbs) of a subresource of r."""
     target, verbs = _SUBRESOURCES.get(sub, (None, _GET_PATCH_UPDATE))
     g, v, k = target if target is not None else (r.group, r.version, r.kind)
+    if sub == "proxy":
+        k = r.kind + "ProxyOptions"       # NodeProxyOptions, PodProxyOptions, ServiceProxyOptions
     return g, v, k, verbs
 
 

@@ -23,7 +23,8 @@ class ResourceInfo:
     namespaced: bool
     short_names: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
-    subresources: tuple[str, ...] = ()   # "status", "scale", "binding", "eviction", "ephemeralcontainers"
+    subresources: tuple[str, ...] = ()   # "status", "scale", "binding", "eviction", "ephemeralcontainers",
+    #                                      and the connect ones (log, exec, attach, portforward, proxy)
     verbs: tuple[str, ...] = ALL_VERBS
     def_name: str | None = None    # schema definition name in kubernetes-validate
     crd: dict[str, Any] | None = field(default=None, repr=False)  # the CRD object, for custom resources
@@ -68,10 +69,11 @@ BUILTIN: list[ResourceInfo] = [
     _r("", "v1", "Namespace", "namespaces", False, _CORE + "Namespace", short=("ns",),
        sub=("status", "finalize"), verbs=NO_COLLECTION_DELETE),
     _r("", "v1", "Pod", "pods", True, _CORE + "Pod", short=("po",), cat=ALL,
-       sub=("status", "binding", "eviction", "ephemeralcontainers")),
-    _r("", "v1", "Node", "nodes", False, _CORE + "Node", short=("no",), sub=("status",)),
+       sub=("status", "binding", "eviction", "ephemeralcontainers", "log", "exec", "attach", "portforward",
+            "proxy")),
+    _r("", "v1", "Node", "nodes", False, _CORE + "Node", short=("no",), sub=("status", "proxy")),
     _r("", "v1", "Service", "services", True, _CORE + "Service", short=("svc",), cat=ALL,
-       sub=("status",), ),
+       sub=("status", "proxy"), ),
     _r("", "v1", "Endpoints", "endpoints", True, _CORE + "Endpoints", short=("ep",),
        singular="endpoints"),
     _r("", "v1", "ConfigMap", "configmaps", True, _CORE + "ConfigMap", short=("cm",)),

@@ -22,6 +22,7 @@ from ..machinery import codec, errors, protobuf
 from .authn import ANONYMOUS_USER, Authenticator
 from ..machinery.errors import APIError
 from .filters import Admission
+from ..endpoints.connect import CONNECT_SUBRESOURCES, Connect
 from ..endpoints.handlers import RESTHandlers, Route
 from .health import HealthChecks
 from ..transport.http import Request, Response
@@ -105,6 +106,7 @@ class App:
         self.metrics = metrics
         self.health = health
         self._cache: dict[Any, tuple[int, bytes, str]] = {}
+        self.connect = Connect(handlers.objects, registry)   # log, exec, attach, portforward, proxy
 
     # --- entry point ------------------------------------------------------------------
     async def __call__(self, req: Request) -> Response | None:
@@ -151,8 +153,11 @@ class App:
             code = e.code
             if self.metrics is not None and (code == 429 or code == 504):
                 self.metrics.record_termination(ri, code)
-            if req.stream is not None:    # failed half-way through its body (a deadline)
-                req.stream.abort()
+            if req.stream is not None or req.tunnel is not None:    # failed half-way (a deadline)
+                if req.stream is not None:
+                    req.stream.abort()
+                else:
+                    req.tunnel.close()
                 resp = None
             else:
                 resp = _error_response(e, req.headers.get("accept", ""))
@@ -164,6 +169,8 @@ class App:
             code = 200 if resp is None else resp.status
             size = 0 if ri.long_running else req.stream.sent
             resp = None
+        elif req.tunnel is not None:            # switched protocols and spliced to a backend
+            code = 101
         elif resp is not None:
             code = resp.status
             size = len(resp.body)
@@ -371,6 +378,9 @@ class App:
             return self._unknown(group)
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
+        if (group == "" and name and sub in CONNECT_SUBRESOURCES.get(plural, ()) and sub in info.subresources
+                and (namespace is not None) == info.namespaced):
+            return await self.connect.serve(req, plural, namespace, name, sub, rest[3:])
         if len(rest) > 3:
             return self._unknown(group)
         if name is not None and (name in (".", "..") or "/" in name):

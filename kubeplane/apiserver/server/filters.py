@@ -18,7 +18,9 @@ in-flight limits; the request deadline; the in-flight accounting the metrics rep
 - Deadlines: `--request-timeout` (60 s), shortened by a request's `?timeout=`. A
   sweeper cancels requests past their deadline once a second and they answer 504.
   Watches are long-running: their timeout is `timeoutSeconds`, by default random in
-  [`--min-request-timeout`, 2x] (1800 s).
+  [`--min-request-timeout`, 2x] (1800 s). The other long-running requests (log, exec,
+  attach, portforward, proxy subresources) have no deadline and, as upstream, pass APF
+  and the in-flight limits untracked.
 """
 from __future__ import annotations
 
@@ -121,6 +123,8 @@ class Admission:
     async def enter(self, ri: RequestInfo, query: dict[str, list[str]], timeout: float) -> Any:
         """Admit the request or raise 429. Returns a ticket for `exit` (None when the
         request needs none)."""
+        if ri.long_running and ri.verb != "watch":     # upstream: served untracked
+            return None
         if self.flow is not None:
             seats = self.seats(ri, query) if ri.verb in ("list", "watch") else 1
             try:

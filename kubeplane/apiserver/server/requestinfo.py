@@ -19,6 +19,8 @@ _METHOD_VERB = {"POST": "create", "PUT": "update", "PATCH": "patch"}
 _MUTATING = frozenset(("create", "update", "patch", "delete", "deletecollection"))
 _APPLY_TYPE = "application/apply-patch+yaml"
 _METRIC_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT"))
+# upstream's BasicLongRunningRequestCheck(verbs watch/proxy, these subresources)
+LONG_RUNNING_SUBRESOURCES = frozenset(("attach", "exec", "proxy", "log", "portforward"))
 
 
 class RequestInfo:
@@ -125,6 +127,8 @@ def request_info(method: str, path: str, raw_query: str, content_type: str = "")
             ri.metric_verb = "APPLY"
         else:
             ri.metric_verb = method_u if method_u in _METRIC_METHODS else "other"
+        if ri.subresource in LONG_RUNNING_SUBRESOURCES and ri.name:
+            ri.long_running = True
         if ri.name or ri.verb == "create":
             ri.scope = "resource"
         elif ri.namespace:

@@ -19,6 +19,11 @@ Invariants:
   turn, and their pieces take turns, `PIECES_PER_TURN` per loop iteration (memory and
   the loop's share stay bounded even for requests flow control exempts).
 - When the peer goes away, the task serving a stream on it is cancelled.
+- A request with `Upgrade` (WebSocket, SPDY) may take its connection over
+  (`Request.take_over`): the handler writes the `101` head itself and then moves raw bytes
+  both ways on a `Tunnel`; reading pauses while more than `TUNNEL_BUFFER` bytes wait for
+  the handler. Nothing more is parsed on such a connection: when the handler answers an
+  ordinary response instead, the connection is closed after it.
 - A request head (request line and headers) is bounded before anything else looks at
   it: past `MAX_URL_BYTES` of URL the answer is 414, past `MAX_HEADER_BYTES` of headers
   431 (Go's `DefaultMaxHeaderBytes`, which kube-apiserver uses), both in Go's plain-text
@@ -75,6 +80,7 @@ _TCP_INFO = getattr(socket, "TCP_INFO", None)
 _TCPI_LEN = 232
 _TCPI_BYTES_ACKED = 120
 TLS_PIECE = 64 << 10        # long writes over TLS go in slices of this size (Connection.write_long)
+TUNNEL_BUFFER = 1 << 20     # an upgraded connection stops reading while this much waits for its handler
 
 
 Buffer = bytes | memoryview
@@ -189,7 +195,7 @@ class _Date:
 
 class Request:
     __slots__ = ("method", "path", "raw_query", "headers", "body", "conn", "_query", "stream",
-                 "keep_alive", "timed_out", "on_init", "stream_headers")
+                 "keep_alive", "timed_out", "on_init", "stream_headers", "tunnel")
 
     def __init__(self, method: str, path: str, raw_query: str, headers: dict[str, str],
                  body: bytes, conn: "Connection"):
@@ -205,6 +211,21 @@ class Request:
         self.timed_out = False          # set when the deadline sweeper cancels the request
         self.on_init: Callable[[], None] | None = None   # a watch calls it once its initial events are out
         self.stream_headers: list[tuple[str, str]] = []  # flow control's headers, on every response head
+        self.tunnel: Tunnel | None = None                # set once the handler took the connection over
+
+    @property
+    def upgrade(self) -> bool:
+        """The request asks to switch protocols (and the connection can: HTTP/1.1 Upgrade)."""
+        return self.conn.upgraded
+
+    def take_over(self) -> "Tunnel":
+        """The raw connection of an Upgrade request: the handler writes everything from the
+        response head on, and the connection is closed once the handler returns."""
+        if not self.conn.upgraded:
+            raise RuntimeError("take_over() needs an Upgrade request")
+        if self.tunnel is None:
+            self.tunnel = Tunnel(self.conn)
+        return self.tunnel
 
     def init_done(self) -> None:
         """A watch has sent its initial events (flow control gives its seats back)."""
@@ -366,6 +387,71 @@ class Stream:
                 t.abort()
 
 
+class Tunnel:
+    """Both directions of an upgraded connection as bytes. `read` returns what has
+    arrived (b"" once the peer closed); `write` queues on the transport, `drain` waits
+    while the client does not keep up."""
+
+    def __init__(self, conn: "Connection"):
+        self.conn = conn
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._eof = conn.transport is None
+        self._wake: asyncio.Future | None = None
+        early, conn.upgrade_early = conn.upgrade_early, []
+        for b in early:
+            self._feed(b)
+        conn.tunnel = self
+
+    def _feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._size += len(data)
+        t = self.conn.transport
+        if self._size > TUNNEL_BUFFER and t is not None:
+            t.pause_reading()
+        self._signal()
+
+    def _feed_eof(self) -> None:
+        self._eof = True
+        self._signal()
+
+    def _signal(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def read(self) -> bytes:
+        while not self._chunks and not self._eof:
+            self._wake = asyncio.get_running_loop().create_future()
+            await self._wake
+        if not self._chunks:
+            return b""
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        was, self._size = self._size, 0
+        t = self.conn.transport
+        if was > TUNNEL_BUFFER and t is not None and not t.is_closing():
+            t.resume_reading()
+        return data
+
+    def write(self, data: Buffer) -> None:
+        t = self.conn.transport
+        if t is not None and not t.is_closing() and data:
+            t.write(data)
+
+    async def drain(self) -> None:
+        await self.conn.drain()
+
+    @property
+    def closed(self) -> bool:
+        t = self.conn.transport
+        return t is None or t.is_closing()
+
+    def close(self) -> None:
+        t = self.conn.transport
+        if t is not None:
+            t.close()
+
+
 Handler = Callable[[Request], Awaitable[Response | None]]
 
 
@@ -421,6 +507,9 @@ class Connection(asyncio.Protocol):
         self.stall_size = 0
         self.stall_acked = -1           # the client's acknowledged bytes then (-1: unknown)
         self.idle_acked = -2            # ... when the idle deadline was last checked
+        self.upgraded = False           # the parser stopped at an Upgrade request: raw bytes from here on
+        self.upgrade_early: list[bytes] = []   # what arrived after its head before a Tunnel took it
+        self.tunnel: Tunnel | None = None
 
     # --- asyncio.Protocol ---------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -438,6 +527,8 @@ class Connection(asyncio.Protocol):
         cur = self.current
         if self.task is not None and cur is not None and cur.stream is not None:
             self.task.cancel()
+        if self.tunnel is not None:
+            self.tunnel._feed_eof()
         self.pending.clear()
         self.body = []
 
@@ -537,12 +628,19 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.reject:
             return
+        if self.upgraded:
+            self._upgraded_data(data)
+            return
         if self.in_head:
             self.head_seen += len(data)
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail(400, "upgrades are not supported")
+        except httptools.HttpParserUpgrade as e:
+            self.upgraded = True                   # the request is queued; the rest is the new protocol's
+            self._set_deadline(_NO_DEADLINE, 0)
+            off = e.args[0] if e.args and isinstance(e.args[0], int) else len(data)
+            if off < len(data):
+                self._upgraded_data(data[off:])
             return
         except httptools.HttpParserCallbackError:
             if not self.reject:       # as before the limits: a callback's failure is a 400
@@ -556,6 +654,14 @@ class Connection(asyncio.Protocol):
             self.reject = 431
         if self.reject:
             self._refuse(self.reject)
+
+    def _upgraded_data(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel._feed(data)
+            return
+        self.upgrade_early.append(data)           # before the handler takes over: bounded too
+        if sum(map(len, self.upgrade_early)) > TUNNEL_BUFFER and self.transport is not None:
+            self.transport.pause_reading()
 
     def _fail(self, code: int, message: str) -> None:
         if self.transport is None:
@@ -719,6 +825,11 @@ class Connection(asyncio.Protocol):
                 t = self.transport
                 if t is None:
                     break
+                if req.tunnel is not None:         # the handler had the connection: it is done with it
+                    t.close()
+                    break
+                if self.upgraded:
+                    keep_alive = False             # nothing after an Upgrade request is HTTP
                 if req.stream is not None:
                     req.stream.finish()
                 elif resp is not None:

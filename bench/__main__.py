@@ -8,12 +8,9 @@
     python -m bench apf --help       # what APF and metrics cost: GET throughput, both on vs both off
     python -m bench protobuf         # the protobuf codec's per-object cost vs orjson (2.3 KB pod)
     python -m bench exhaust --help   # abusive connections: a 64 MB header, watches that never read
-<<<<<<< HEAD
     python -m bench scheduler --help # the scheduler: 5,000 nodes, 30,000 pending pods, bound/s end to end
-=======
     python -m bench client-http      # aiohttp vs httpx for the client: small GETs, a big LIST
     python -m bench informer --help  # informer initial sync: time and RSS, with and without the transform
->>>>>>> i11-client
 """
 
 from __future__ import annotations

@@ -61,10 +61,12 @@ def _exhaust(argv: list[str]) -> int:
     return main(argv)
 
 
-<<<<<<< HEAD
 def _scheduler(argv: list[str]) -> int:
     from .scheduler_bench import main
-=======
+
+    return main(argv)
+
+
 def _client_http(argv: list[str]) -> int:
     from .client_http_bench import main
 
@@ -73,18 +75,14 @@ def _client_http(argv: list[str]) -> int:
 
 def _informer(argv: list[str]) -> int:
     from .informer_bench import main
->>>>>>> i11-client
 
     return main(argv)
 
 
 BENCHMARKS: dict[str, Callable[[list[str]], int]] = {"store": _store, "http": _http, "api": _api, "read": _read,
                                                      "apf": _apf, "protobuf": _protobuf, "exhaust": _exhaust,
-<<<<<<< HEAD
-                                                     "scheduler": _scheduler}
-=======
-                                                     "client-http": _client_http, "informer": _informer}
->>>>>>> i11-client
+                                                     "scheduler": _scheduler, "client-http": _client_http,
+                                                     "informer": _informer}
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,211 @@
+"""`kubeplane controller-manager`: the controllers against any Kubernetes API server.
+
+Wiring (kubeplane.client only): one Client (kube-controller-manager's QPS/burst 20/30 by
+default) and a second one for events, one SharedInformerFactory for every controller,
+leader election on the Lease kube-system/kube-controller-manager (`--leader-elect`,
+default true as upstream: of two instances one runs the controllers, the other waits;
+a leader that loses its lease exits, as upstream, and its supervisor restarts it), and
+/metrics and /healthz on `--bind-address` (127.0.0.1:10257).
+
+`--controllers` follows upstream: a comma-separated list where `*` means every
+controller that is on by default, `name` turns one on and `-name` turns one off.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..client import ApiError, Client, LeaderElector, SharedInformerFactory, load_kubeconfig, strip_managed_fields
+from .base import Context, Controller
+from .deployment import DeploymentController
+from .metrics import Metrics, serve
+from .replicaset import ReplicaSetController, ReplicationControllerController
+from .rootca import RootCACertPublisher
+from .serviceaccount import ServiceAccountController
+
+log = logging.getLogger("kubeplane.controllers")
+
+CONTROLLERS: dict[str, type[Controller]] = {c.name: c for c in (
+    ServiceAccountController, RootCACertPublisher, ReplicaSetController, ReplicationControllerController,
+    DeploymentController)}
+OFF_BY_DEFAULT: frozenset[str] = frozenset()
+LEASE_NAME = "kube-controller-manager"
+
+
+class OptionError(ValueError):
+    """A bad --controllers list (or another option)."""
+
+
+def enabled_controllers(spec: str) -> list[str]:
+    """upstream's IsControllerEnabled over a --controllers value, in registry order."""
+    items = [s.strip() for s in spec.split(",") if s.strip()]
+    for s in items:
+        name = s[1:] if s.startswith("-") else s
+        if name != "*" and name not in CONTROLLERS:
+            raise OptionError(f'"{name}" is not in the list of known controllers: {", ".join(sorted(CONTROLLERS))}')
+    out = []
+    for name in CONTROLLERS:
+        if f"-{name}" in items:
+            continue
+        if name in items or ("*" in items and name not in OFF_BY_DEFAULT):
+            out.append(name)
+    return out
+
+
+@dataclass
+class Options:
+    kubeconfig: str | None = None
+    context: str | None = None
+    controllers: str = "*"
+    qps: float = 20.0
+    burst: int = 30
+    bind_address: str = "127.0.0.1:10257"     # /metrics and /healthz; "0" = off
+    leader_elect: bool = True
+    lease_namespace: str = "kube-system"
+    lease_name: str = LEASE_NAME
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    root_ca_file: str | None = None
+    workers: dict[str, int] = field(default_factory=dict)
+
+
+def _host_port(text: str) -> tuple[str, int] | None:
+    if text in ("", "0"):
+        return None
+    host, _, port = text.rpartition(":")
+    return (host or "127.0.0.1"), int(port)
+
+
+class ControllerManager:
+    """Builds the enabled controllers on one factory and runs them."""
+
+    def __init__(self, opts: Options):
+        self.opts = opts
+        self.names = enabled_controllers(opts.controllers)
+        self.metrics = Metrics()
+        self.controllers: list[Controller] = []
+        self.leading = asyncio.Event()
+        self.port: int | None = None
+
+    def _root_ca(self, cfg: Any) -> bytes:
+        if self.opts.root_ca_file:
+            with open(self.opts.root_ca_file, "rb") as f:
+                return f.read()
+        if cfg.ca_data:
+            return bytes(cfg.ca_data)
+        if cfg.ca_file:
+            with open(cfg.ca_file, "rb") as f:
+                return f.read()
+        return b""
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        cfg = load_kubeconfig(self.opts.kubeconfig, self.opts.context)
+        cfg.qps, cfg.burst = self.opts.qps, self.opts.burst
+        cfg.user_agent = "kubeplane-controller-manager/v0.1.0 (kube-controller-manager)"
+        root_ca = self._root_ca(cfg)
+        names = [n for n in self.names if n != RootCACertPublisher.name or root_ca]
+        if len(names) != len(self.names):
+            log.warning("no cluster CA (kubeconfig certificate-authority or --root-ca-file): "
+                        "root-ca-cert-publisher does not run")
+        server = None
+        addr = _host_port(self.opts.bind_address)
+        if addr is not None:
+            server = await serve(self.metrics, addr[0], addr[1], lambda: True)
+            self.port = server.sockets[0].getsockname()[1]
+            print(f"kubeplane controller-manager: metrics on http://{addr[0]}:{self.port}/metrics", flush=True)
+        try:
+            async with Client(cfg) as client, Client(cfg) as event_client:
+                if not self.opts.leader_elect:
+                    await self._run_controllers(client, event_client, root_ca, names, ready)
+                    return
+                identity = f"{socket.gethostname()}_{uuid.uuid4()}"
+                lost = asyncio.Event()
+                gauge = self.metrics.leader.labels(self.opts.lease_name)
+                gauge.set(0)
+
+                async def lead() -> None:
+                    gauge.set(1)
+                    print(f"kubeplane controller-manager: leading as {identity}", flush=True)
+                    await self._run_controllers(client, event_client, root_ca, names, ready)
+
+                def stopped() -> None:
+                    gauge.set(0)
+                    lost.set()
+
+                le = LeaderElector(client, namespace=self.opts.lease_namespace, name=self.opts.lease_name,
+                                   identity=identity, lease_duration=self.opts.lease_duration,
+                                   renew_deadline=self.opts.renew_deadline, retry_period=self.opts.retry_period,
+                                   on_started_leading=lead, on_stopped_leading=stopped)
+                print(f"kubeplane controller-manager: waiting for the lease {self.opts.lease_namespace}/"
+                      f"{self.opts.lease_name} as {identity}", flush=True)
+                task = asyncio.ensure_future(le.run())
+                waiter = asyncio.ensure_future(lost.wait())
+                try:
+                    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    task.cancel()
+                    waiter.cancel()
+                    await asyncio.gather(task, waiter, return_exceptions=True)
+                if lost.is_set():
+                    raise SystemExit("kubeplane controller-manager: leader election lost")
+        finally:
+            if server is not None:
+                server.close()
+
+    async def _served(self, client: Client, names: list[str]) -> list[str]:
+        """The names whose required resources the server lists in discovery (as upstream,
+        a controller for a resource that is not served does not start)."""
+        cache: dict[str, set[str]] = {}
+        out = []
+        for n in names:
+            ok = True
+            for res in CONTROLLERS[n].requires:
+                gv = res.prefix
+                if gv not in cache:
+                    try:
+                        doc = await client.get(gv)
+                        cache[gv] = {r.get("name") for r in doc.get("resources") or ()}
+                    except ApiError:
+                        cache[gv] = set()
+                if res.plural not in cache[gv]:
+                    ok = False
+                    log.warning("%s: the server does not serve %s; %s controller not started", n, res, n)
+            if ok:
+                out.append(n)
+        return out
+
+    async def _run_controllers(self, client: Client, event_client: Client, root_ca: bytes, names: list[str],
+                               ready: asyncio.Event | None) -> None:
+        names = await self._served(client, names)
+        factory = SharedInformerFactory(client, resync_period=0.0, transform=strip_managed_fields)
+        ctx = Context(client=client, factory=factory, metrics=self.metrics, event_client=event_client,
+                      root_ca=root_ca, workers=self.opts.workers)
+        self.controllers = [CONTROLLERS[n](ctx) for n in names]
+        try:
+            await factory.start()
+            if not await factory.wait_for_cache_sync(timeout=120):
+                raise RuntimeError("informer caches did not sync in 120 s")
+            print(f"kubeplane controller-manager: caches synced; running {', '.join(names)}", flush=True)
+            if ready is not None:
+                ready.set()
+            self.leading.set()
+            await asyncio.gather(*(c.run() for c in self.controllers))
+        finally:
+            await factory.stop()
+
+
+def main(opts: Options) -> int:
+    from ..runtime import run as run_loop
+
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    try:
+        run_loop(ControllerManager(opts).run())
+    except KeyboardInterrupt:
+        return 0
+    return 0

@@ -115,10 +115,8 @@ class DeploymentController(Controller):
         if rs is None:
             return
         d = self._owner(ns, controller_ref(rs))
-        if d is not None and not du.is_rolling(d) and int((d.get("status") or {}).get("replicas") or 0) > 0:
-            # upstream enqueues only when no pod of the Deployment is left
-            if not self._pods_left(d):
-                self.enqueue(d)
+        if d is not None and not du.is_rolling(d) and not self._pods_left(d):
+            self.enqueue(d)          # upstream enqueues only when no pod of the Deployment is left
 
     def _pods_left(self, d: dict[str, Any]) -> bool:
         for rs in self.sets.indexer.by_index(CONTROLLER_UID_INDEX, md(d).get("uid") or ""):

@@ -35,8 +35,10 @@ def start_cluster(data_dir, nodes: int = 2) -> ServerProc:
     s = ServerProc(data_dir, extra=["--scheduler=true", "--scheduler-metrics-bind-address", "0",
                                     "--hollow-nodes", str(nodes), "--hollow-nodes-metrics-bind-address", "0",
                                     "--controller-manager=true", "--controller-manager-bind-address", "0"]).start()
-    ok = read_line(s.proc, "kubeplane controller-manager: caches synced", 60)
-    assert ok, f"the controller manager did not start: {s.log_tail()}"
+    # the controller manager runs once the default namespace has its ServiceAccount
+    # (polling the API: a line printed by a child may sit unread in a pipe buffer)
+    wait_for(lambda: get(s, "/api/v1/namespaces/default/serviceaccounts/default"), 60,
+             what=f"the controller manager's first sync: {s.log_tail()}")
     return s
 
 

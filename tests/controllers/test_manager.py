@@ -22,7 +22,8 @@ def start_cm(cluster, lease: str) -> subprocess.Popen:
          "--controllers", "serviceaccount,replicaset", "--bind-address", "127.0.0.1:0",
          "--leader-elect-resource-name", lease, "--leader-elect-lease-duration", "3",
          "--leader-elect-renew-deadline", "2", "--leader-elect-retry-period", "0.5"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        bufsize=0)      # unbuffered: read_line selects on the pipe, no line may hide in a buffer
 
 
 def fetch(url: str) -> tuple[int, str]:

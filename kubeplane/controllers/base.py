@@ -36,6 +36,7 @@ class Context:
     event_client: Client | None = None
     root_ca: bytes = b""                          # PEM published as kube-root-ca.crt
     workers: dict[str, int] = field(default_factory=dict)
+    served: set[Any] | None = None                # the Resources discovery lists (None: not checked)
 
 
 def unwrap(obj: Any) -> dict[str, Any]:
@@ -62,6 +63,7 @@ class Controller:
     component: ClassVar[str] = ""        # the events' source component ("deployment-controller")
     default_workers: ClassVar[int] = 5
     requires: ClassVar[tuple[Any, ...]] = ()   # Resources that must be served (else the controller is skipped)
+    optional: ClassVar[tuple[Any, ...]] = ()   # Resources used where served (Context.served tells)
 
     def __init__(self, ctx: Context):
         self.ctx = ctx

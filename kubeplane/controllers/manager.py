@@ -23,6 +23,7 @@ from typing import Any
 from ..client import ApiError, Client, LeaderElector, SharedInformerFactory, load_kubeconfig, strip_managed_fields
 from .base import Context, Controller
 from .deployment import DeploymentController
+from .garbagecollector import GarbageCollector
 from .metrics import Metrics, serve
 from .replicaset import ReplicaSetController, ReplicationControllerController
 from .rootca import RootCACertPublisher
@@ -32,7 +33,7 @@ log = logging.getLogger("kubeplane.controllers")
 
 CONTROLLERS: dict[str, type[Controller]] = {c.name: c for c in (
     ServiceAccountController, RootCACertPublisher, ReplicaSetController, ReplicationControllerController,
-    DeploymentController)}
+    DeploymentController, GarbageCollector)}
 OFF_BY_DEFAULT: frozenset[str] = frozenset()
 LEASE_NAME = "kube-controller-manager"
 
@@ -158,10 +159,22 @@ class ControllerManager:
             if server is not None:
                 server.close()
 
-    async def _served(self, client: Client, names: list[str]) -> list[str]:
+    async def _served(self, client: Client, names: list[str]) -> tuple[list[str], set[Any]]:
         """The names whose required resources the server lists in discovery (as upstream,
-        a controller for a resource that is not served does not start)."""
+        a controller for a resource that is not served does not start), and which of the
+        controllers' optional resources are served."""
         cache: dict[str, set[str]] = {}
+        served: set[Any] = set()
+        for n in names:
+            for res in CONTROLLERS[n].optional:
+                if res.prefix not in cache:
+                    try:
+                        doc = await client.get(res.prefix)
+                        cache[res.prefix] = {r.get("name") for r in doc.get("resources") or ()}
+                    except ApiError:
+                        cache[res.prefix] = set()
+                if res.plural in cache[res.prefix]:
+                    served.add(res)
         out = []
         for n in names:
             ok = True
@@ -178,14 +191,14 @@ class ControllerManager:
                     log.warning("%s: the server does not serve %s; %s controller not started", n, res, n)
             if ok:
                 out.append(n)
-        return out
+        return out, served
 
     async def _run_controllers(self, client: Client, event_client: Client, root_ca: bytes, names: list[str],
                                ready: asyncio.Event | None) -> None:
-        names = await self._served(client, names)
+        names, served = await self._served(client, names)
         factory = SharedInformerFactory(client, resync_period=0.0, transform=strip_managed_fields)
         ctx = Context(client=client, factory=factory, metrics=self.metrics, event_client=event_client,
-                      root_ca=root_ca, workers=self.opts.workers)
+                      root_ca=root_ca, workers=self.opts.workers, served=served)
         self.controllers = [CONTROLLERS[n](ctx) for n in names]
         try:
             await factory.start()

@@ -72,7 +72,12 @@ class EndpointSliceController(Controller):
                                         on_delete=lambda o: self.enqueue(unwrap(o)))
         self.pods.add_event_handler(on_add=self._pod, on_update=self._pod_updated,
                                     on_delete=lambda o: self._pod(unwrap(o)))
-        self.slices.add_event_handler(on_update=lambda o, n: self._slice(n), on_delete=lambda o: self._slice(unwrap(o)))
+        self.slices.add_event_handler(on_add=self._slice, on_update=lambda o, n: self._slice(n),
+                                      on_delete=lambda o: self._slice(unwrap(o)))
+        # our own writes not yet seen in the cache, per Service: slice name -> the
+        # resourceVersion written (None: deleted). Upstream's EndpointSliceTracker: a sync
+        # from a cache that misses our last writes would create duplicate slices.
+        self.written: dict[str, dict[str, int | None]] = {}
 
     def _pod(self, pod: dict[str, Any]) -> None:
         ns = md(pod).get("namespace") or ""
@@ -113,23 +118,28 @@ class EndpointSliceController(Controller):
         if svc is None or not wants_endpoints(svc) or md(svc).get("deletionTimestamp"):
             return        # a deleted Service's slices go with it (owner reference, cascading delete)
         ns = md(svc).get("namespace") or ""
+        if self._stale(key, ns):
+            return            # the slice events we wait for enqueue the Service again
         families = (svc.get("spec") or {}).get("ipFamilies") or ["IPv4"]
         family = families[0]
         want = self.desired(svc, self.pods.indexer.by_index("namespace", ns), family)
         existing = [s for s in self.slices.indexer.by_index(SERVICE_INDEX, key)
                     if s.get("addressType") == family and not md(s).get("deletionTimestamp")]
         plan = self.plan(want, existing)
+        written = self.written.setdefault(key, {})
         for s in plan["delete"]:
             try:
                 await self.client.delete(ENDPOINT_SLICES.path(ns, md(s)["name"]),
                                          body={"apiVersion": "v1", "kind": "DeleteOptions",
                                                "preconditions": {"uid": md(s).get("uid")}})
+                written[md(s)["name"]] = None
             except ApiError as e:
                 if e.status not in (404, 409):
                     raise
         for s in plan["update"]:
             s = {**s, "metadata": {**md(s), "labels": self._labels(svc, md(s).get("labels"))}}
-            await self.client.update(ENDPOINT_SLICES.path(ns, md(s)["name"]), s)
+            out = await self.client.update(ENDPOINT_SLICES.path(ns, md(s)["name"]), s)
+            written[md(out)["name"]] = int(md(out).get("resourceVersion") or 0)
         for ports, eps in plan["create"]:
             body = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                     "metadata": {"generateName": f"{md(svc)['name']}-", "namespace": ns,
@@ -138,7 +148,28 @@ class EndpointSliceController(Controller):
                                                       "uid": md(svc).get("uid"), "controller": True,
                                                       "blockOwnerDeletion": True}]},
                     "addressType": family, "endpoints": eps, "ports": _ports_json(ports)}
-            await self.client.create(ENDPOINT_SLICES.path(ns), body)
+            out = await self.client.create(ENDPOINT_SLICES.path(ns), body)
+            written[md(out)["name"]] = int(md(out).get("resourceVersion") or 0)
+        if not written:
+            self.written.pop(key, None)
+
+    def _stale(self, key: str, ns: str) -> bool:
+        """True while the cache misses one of our writes for this Service."""
+        written = self.written.get(key)
+        if not written:
+            return False
+        for name, rv in list(written.items()):
+            cached = self.slices.indexer.get(f"{ns}/{name}")
+            if rv is None:
+                seen = cached is None
+            else:
+                seen = cached is not None and int(md(cached).get("resourceVersion") or 0) >= rv
+            if seen:
+                del written[name]
+        if not written:
+            del self.written[key]
+            return False
+        return True
 
     @staticmethod
     def _labels(svc: dict[str, Any], current: dict[str, str] | None) -> dict[str, str]:

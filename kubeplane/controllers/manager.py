@@ -23,6 +23,8 @@ from typing import Any
 from ..client import ApiError, Client, LeaderElector, SharedInformerFactory, load_kubeconfig, strip_managed_fields
 from .base import Context, Controller
 from .deployment import DeploymentController
+from .endpoints import EndpointsController
+from .endpointslice import EndpointSliceController
 from .garbagecollector import GarbageCollector
 from .metrics import Metrics, serve
 from .replicaset import ReplicaSetController, ReplicationControllerController
@@ -33,7 +35,7 @@ log = logging.getLogger("kubeplane.controllers")
 
 CONTROLLERS: dict[str, type[Controller]] = {c.name: c for c in (
     ServiceAccountController, RootCACertPublisher, ReplicaSetController, ReplicationControllerController,
-    DeploymentController, GarbageCollector)}
+    DeploymentController, EndpointSliceController, EndpointsController, GarbageCollector)}
 OFF_BY_DEFAULT: frozenset[str] = frozenset()
 LEASE_NAME = "kube-controller-manager"
 

@@ -36,7 +36,7 @@ from . import deployment_util as du
 from .base import Context, Controller, unwrap
 from .claims import Claimer
 from .podutil import controller_ref, md
-from .replicaset import CONTROLLER_UID_INDEX, controller_uid_index
+from .replicaset import CONTROLLER_UID_INDEX, claim_candidates, controller_uid_index
 from .selectors import from_label_selector, labels_of
 
 log = logging.getLogger("kubeplane.controllers.deployment")
@@ -168,7 +168,7 @@ class DeploymentController(Controller):
 
         claimer = Claimer(self.client, d, "apps/v1", "Deployment", from_label_selector(d["spec"]["selector"]),
                           REPLICA_SETS, fresh)
-        return await claimer.claim(self.sets.indexer.by_index("namespace", ns))
+        return await claimer.claim(claim_candidates(self.sets.indexer, d))
 
     # --- new and old sets ------------------------------------------------------------------
     def _find_new(self, d: dict[str, Any], rs_list: list[dict[str, Any]]) -> dict[str, Any] | None:

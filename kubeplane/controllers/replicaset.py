@@ -37,9 +37,24 @@ CONTROLLER_UID_INDEX = "controllerUID"
 
 
 def controller_uid_index(obj: dict[str, Any]) -> list[str]:
-    """Pods (or sets) by the uid of their controller."""
+    """Pods (or sets) by the uid of their controller; orphans under "orphan/<namespace>"
+    (so a claim looks at its own children and the namespace's orphans, never at every
+    object of the namespace)."""
     ref = controller_ref(obj)
-    return [ref["uid"]] if ref and ref.get("uid") else []
+    if ref is None:
+        return [ORPHAN + ((obj.get("metadata") or {}).get("namespace") or "")]
+    return [ref["uid"]] if ref.get("uid") else []
+
+
+ORPHAN = "orphan/"
+
+
+def claim_candidates(indexer: Any, owner: dict[str, Any]) -> list[dict[str, Any]]:
+    """The objects a claim by `owner` must look at: those it controls and the orphans of
+    its namespace (objects controlled by others are never touched by a claim)."""
+    m = owner.get("metadata") or {}
+    return indexer.by_index(CONTROLLER_UID_INDEX, m.get("uid") or "") + \
+        indexer.by_index(CONTROLLER_UID_INDEX, ORPHAN + (m.get("namespace") or ""))
 
 
 async def slow_start_batch(count: int, initial: int, fn: Any) -> tuple[int, BaseException | None]:
@@ -163,7 +178,7 @@ class ReplicaSetController(Controller):
             return
         needs_sync = self.expectations.satisfied(key)
         ns = md(rs).get("namespace") or ""
-        active = [p for p in self.pods.indexer.by_index("namespace", ns) if is_active(p)]
+        active = [p for p in claim_candidates(self.pods.indexer, rs) if is_active(p)]
 
         async def fresh() -> dict[str, Any] | None:
             try:

@@ -124,6 +124,8 @@ class ControllerManager:
             print(f"kubeplane controller-manager: metrics on http://{addr[0]}:{self.port}/metrics", flush=True)
         try:
             async with Client(cfg) as client, Client(cfg) as event_client:
+                self.metrics.count_requests("main", client)
+                self.metrics.count_requests("events", event_client)
                 if not self.opts.leader_elect:
                     await self._run_controllers(client, event_client, root_ca, names, ready)
                     return

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -44,6 +45,16 @@ class Metrics:
                             "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, "
                             "1 indicates master. 'name' is the string used to identify the lease.", ["name"],
                             registry=r)
+
+        self.api_requests = Gauge("kubeplane_controller_manager_api_requests",
+                                  "Requests this controller manager sent to the API server (watches included), by "
+                                  "client: main (the controllers) or events (the event recorders).", ["client"],
+                                  registry=r)
+
+    def count_requests(self, client_name: str, client: Any) -> None:
+        """Export a client's request count (kubeplane.client counts per server)."""
+        self.api_requests.labels(client_name).set_function(
+            lambda: float(sum(s.requests for s in client.balancer.servers)))
 
     def text(self) -> bytes:
         return generate_latest(self.registry)

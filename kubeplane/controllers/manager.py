@@ -217,12 +217,28 @@ class ControllerManager:
             await factory.stop()
 
 
+async def run_until_signalled(cm: ControllerManager) -> None:
+    """Run until SIGTERM/SIGINT; then cancel, so a leader releases its Lease on the way
+    out and the next instance (e.g. after `kubeplane serve` restarts) leads at once
+    instead of after the lease duration."""
+    import signal
+
+    task = asyncio.ensure_future(cm.run())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        print("kubeplane controller-manager: stopped", flush=True)
+
+
 def main(opts: Options) -> int:
     from ..runtime import run as run_loop
 
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     try:
-        run_loop(ControllerManager(opts).run())
+        run_loop(run_until_signalled(ControllerManager(opts)))
     except KeyboardInterrupt:
         return 0
     return 0

@@ -98,3 +98,19 @@ def test_unknown_controller_is_refused():
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2
     assert '"bogus" is not in the list of known controllers' in r.stderr
+
+
+def test_sigterm_releases_the_lease(cluster):
+    """A leader stopped with SIGTERM gives its Lease up (holder ""), so a successor does
+    not wait for the lease to expire."""
+    lease = f"cm-{uuid.uuid4().hex[:6]}"
+    p = start_cm(cluster, lease)
+    try:
+        assert read_line(p, "leading as", 20), "did not lead"
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(15) == 0
+        spec = get(cluster, f"/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{lease}")["spec"]
+        assert spec.get("holderIdentity", "") == ""
+    finally:
+        if p.poll() is None:
+            p.kill()

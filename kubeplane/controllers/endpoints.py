@@ -3,14 +3,14 @@ object per Service with a selector, named after it, for the clients that still r
 Endpoints. Subsets group addresses by the ports they serve (a named targetPort may
 resolve differently per pod); ready pods go to `addresses`, pods that are not ready and
 not terminating to `notReadyAddresses` (with publishNotReadyAddresses every pod is
-ready). As upstream, at most 1000 addresses are kept (ready first) and the object is
+ready). A deleted Service's Endpoints object is deleted. As upstream, at most 1000 addresses are kept (ready first) and the object is
 then annotated `endpoints.kubernetes.io/over-capacity: truncated`: EndpointSlices are
 the scalable API."""
 from __future__ import annotations
 
 from typing import Any
 
-from ..client import ENDPOINTS, PODS, SERVICES
+from ..client import ENDPOINTS, PODS, SERVICES, ApiError
 from .base import Context, Controller, unwrap
 from .endpointutil import (conditions, matching_pods, pod_ips, pod_ports, service_matcher, target_ref,
                            wants_endpoints)
@@ -84,7 +84,19 @@ class EndpointsController(Controller):
 
     async def sync(self, key: str) -> None:
         svc = self.services.indexer.get(key)
-        if svc is None or not wants_endpoints(svc) or md(svc).get("deletionTimestamp"):
+        if svc is None:
+            # the Service is gone: so is its Endpoints object (upstream deletes it too)
+            cur = self.endpoints.indexer.get(key)
+            if cur is not None:
+                try:
+                    await self.client.delete(ENDPOINTS.path(md(cur)["namespace"], md(cur)["name"]),
+                                             body={"apiVersion": "v1", "kind": "DeleteOptions",
+                                                   "preconditions": {"uid": md(cur).get("uid")}})
+                except ApiError as e:
+                    if e.status not in (404, 409):
+                        raise
+            return
+        if not wants_endpoints(svc) or md(svc).get("deletionTimestamp"):
             return
         ns, name = md(svc)["namespace"], md(svc)["name"]
         subsets, truncated = self.subsets(svc, self.pods.indexer.by_index("namespace", ns))

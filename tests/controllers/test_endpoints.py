@@ -59,3 +59,9 @@ def test_service_endpoints_follow_pods(cluster):
              what="Endpoints without subsets")
     assert not items(cluster, slices_path + "?labelSelector=kubernetes.io%2Fservice-name%3Dmanual")
     assert get(cluster, f"/api/v1/namespaces/{ns}/endpoints/manual") is None
+
+    assert cluster.call("DELETE", f"/api/v1/namespaces/{ns}/services/api").status == 200
+    wait_for(lambda: get(cluster, f"/api/v1/namespaces/{ns}/endpoints/api") is None, 20,
+             what="Endpoints deleted with the Service")
+    wait_for(lambda: not items(cluster, slices_path + "?labelSelector=kubernetes.io%2Fservice-name%3Dapi"), 20,
+             what="slices deleted with the Service (owner reference)")

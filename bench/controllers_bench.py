@@ -124,7 +124,11 @@ def main(argv: list[str]) -> int:
                 while time.monotonic() - t0 < args.timeout:
                     st = _call(port, "GET", f"/apis/apps/v1/namespaces/{ns}/deployments/big").get("status") or {}
                     if cm:
-                        peak = max(peak, cm.memory_info().rss)
+                        try:
+                            peak = max(peak, cm.memory_info().rss)
+                        except psutil.NoSuchProcess:
+                            raise RuntimeError("the controller manager exited during the rollout; see "
+                                               f"{base / 'server.log'}") from None
                     bar.update(task, completed=st.get("availableReplicas") or 0)
                     avail = any(c.get("type") == "Available" and c.get("status") == "True"
                                 for c in st.get("conditions") or ())

@@ -1,7 +1,7 @@
 """`kubeplane controller-manager`: the controllers against any Kubernetes API server.
 
 Wiring (kubeplane.client only): one Client (kube-controller-manager's QPS/burst 20/30 by
-default) and a second one for events, one SharedInformerFactory for every controller,
+default), a second one for events and a third for leader election, one SharedInformerFactory for every controller,
 leader election on the Lease kube-system/kube-controller-manager (`--leader-elect`,
 default true as upstream: of two instances one runs the controllers, the other waits;
 a leader that loses its lease exits, as upstream, and its supervisor restarts it), and
@@ -123,7 +123,10 @@ class ControllerManager:
             self.port = server.sockets[0].getsockname()[1]
             print(f"kubeplane controller-manager: metrics on http://{addr[0]}:{self.port}/metrics", flush=True)
         try:
-            async with Client(cfg) as client, Client(cfg) as event_client:
+            # three clients, as kube-controller-manager: the controllers', the event
+            # recorders' and leader election's own, so a burst of pod creates queued behind
+            # the QPS limit never delays a lease renewal (the leader would step down)
+            async with Client(cfg) as client, Client(cfg) as event_client, Client(cfg) as le_client:
                 self.metrics.count_requests("main", client)
                 self.metrics.count_requests("events", event_client)
                 if not self.opts.leader_elect:
@@ -143,7 +146,7 @@ class ControllerManager:
                     gauge.set(0)
                     lost.set()
 
-                le = LeaderElector(client, namespace=self.opts.lease_namespace, name=self.opts.lease_name,
+                le = LeaderElector(le_client, namespace=self.opts.lease_namespace, name=self.opts.lease_name,
                                    identity=identity, lease_duration=self.opts.lease_duration,
                                    renew_deadline=self.opts.renew_deadline, retry_period=self.opts.retry_period,
                                    on_started_leading=lead, on_stopped_leading=stopped)

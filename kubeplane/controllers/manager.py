@@ -26,6 +26,7 @@ from .deployment import DeploymentController
 from .endpoints import EndpointsController
 from .endpointslice import EndpointSliceController
 from .garbagecollector import GarbageCollector
+from .job import JobController
 from .metrics import Metrics, serve
 from .replicaset import ReplicaSetController, ReplicationControllerController
 from .rootca import RootCACertPublisher
@@ -35,7 +36,7 @@ log = logging.getLogger("kubeplane.controllers")
 
 CONTROLLERS: dict[str, type[Controller]] = {c.name: c for c in (
     ServiceAccountController, RootCACertPublisher, ReplicaSetController, ReplicationControllerController,
-    DeploymentController, EndpointSliceController, EndpointsController, GarbageCollector)}
+    DeploymentController, EndpointSliceController, EndpointsController, JobController, GarbageCollector)}
 OFF_BY_DEFAULT: frozenset[str] = frozenset()
 LEASE_NAME = "kube-controller-manager"
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..client import ApiError, Client, LeaderElector, SharedInformerFactory, load_kubeconfig, strip_managed_fields
 from .base import Context, Controller
+from .cronjob import CronJobController
 from .deployment import DeploymentController
 from .endpoints import EndpointsController
 from .endpointslice import EndpointSliceController
@@ -36,7 +37,7 @@ log = logging.getLogger("kubeplane.controllers")
 
 CONTROLLERS: dict[str, type[Controller]] = {c.name: c for c in (
     ServiceAccountController, RootCACertPublisher, ReplicaSetController, ReplicationControllerController,
-    DeploymentController, EndpointSliceController, EndpointsController, JobController, GarbageCollector)}
+    DeploymentController, EndpointSliceController, EndpointsController, JobController, CronJobController, GarbageCollector)}
 OFF_BY_DEFAULT: frozenset[str] = frozenset()
 LEASE_NAME = "kube-controller-manager"
 

@@ -32,12 +32,14 @@ from .metrics import Metrics, serve
 from .replicaset import ReplicaSetController, ReplicationControllerController
 from .rootca import RootCACertPublisher
 from .serviceaccount import ServiceAccountController
+from .ttlafterfinished import TTLAfterFinishedController
 
 log = logging.getLogger("kubeplane.controllers")
 
 CONTROLLERS: dict[str, type[Controller]] = {c.name: c for c in (
     ServiceAccountController, RootCACertPublisher, ReplicaSetController, ReplicationControllerController,
-    DeploymentController, EndpointSliceController, EndpointsController, JobController, CronJobController, GarbageCollector)}
+    DeploymentController, EndpointSliceController, EndpointsController, JobController, CronJobController, TTLAfterFinishedController,
+    GarbageCollector)}
 OFF_BY_DEFAULT: frozenset[str] = frozenset()
 LEASE_NAME = "kube-controller-manager"
 

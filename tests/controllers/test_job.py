@@ -113,3 +113,10 @@ def test_kubectl_wait_for_complete(cluster):
     r = subprocess.run([binary, "-n", ns, "wait", "--for=condition=Complete", "job/once", "--timeout=60s"],
                        capture_output=True, text=True, timeout=90, env=env)
     assert r.returncode == 0 and "condition met" in r.stdout, r.stderr
+
+
+def test_ttl_after_finished_deletes_the_job(cluster):
+    ns = new_namespace(cluster, "ttl")
+    create(cluster, ns, job("brief", ttlSecondsAfterFinished=1))
+    wait_for(lambda: condition(jget(cluster, ns, "brief"), "Complete").get("status") == "True", 60, what="Complete")
+    wait_for(lambda: jget(cluster, ns, "brief") is None, 30, what="the finished Job deleted after its TTL")

@@ -115,8 +115,11 @@ class EndpointSliceController(Controller):
 
     async def sync(self, key: str) -> None:
         svc = self.services.indexer.get(key)
-        if svc is None or not wants_endpoints(svc) or md(svc).get("deletionTimestamp"):
+        if svc is None:
+            self.written.pop(key, None)
             return        # a deleted Service's slices go with it (owner reference, cascading delete)
+        if not wants_endpoints(svc) or md(svc).get("deletionTimestamp"):
+            return
         ns = md(svc).get("namespace") or ""
         if self._stale(key, ns):
             return            # the slice events we wait for enqueue the Service again

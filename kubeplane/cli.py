@@ -231,6 +231,11 @@ def _add_controller_manager_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root-ca-file", default=None,
                         help="the CA published as kube-root-ca.crt (default: the kubeconfig's CA)")
     parser.add_argument("--concurrent-deployment-syncs", type=_int_in(1), default=5)
+    parser.add_argument("--terminated-pod-gc-threshold", type=_int_in(0), default=12500,
+                        help="terminated pods kept before the pod GC deletes the oldest (0 = off; default %(default)s)")
+    parser.add_argument("--pod-gc-orphan-quarantine-seconds", type=_positive_float, default=40.0,
+                        help="kubeplane's: how long a node must be missing before the pod GC deletes its pods "
+                             "(upstream's fixed 40 s; default %(default)s)")
     parser.add_argument("--concurrent-replicaset-syncs", type=_int_in(1), default=5)
     parser.add_argument("--concurrent-rc-syncs", type=_int_in(1), default=5)
     parser.add_argument("--concurrent-serviceaccount-token-syncs", type=_int_in(1), default=5,
@@ -250,7 +255,8 @@ def _controller_manager(args: argparse.Namespace) -> int:
                    leader_elect=args.leader_elect == "true", lease_namespace=args.leader_elect_resource_namespace,
                    lease_name=args.leader_elect_resource_name, lease_duration=args.leader_elect_lease_duration,
                    renew_deadline=args.leader_elect_renew_deadline, retry_period=args.leader_elect_retry_period,
-                   root_ca_file=args.root_ca_file,
+                   root_ca_file=args.root_ca_file, terminated_pod_gc_threshold=args.terminated_pod_gc_threshold,
+                   pod_gc_orphan_quarantine=args.pod_gc_orphan_quarantine_seconds,
                    workers={"deployment": args.concurrent_deployment_syncs,
                             "replicaset": args.concurrent_replicaset_syncs,
                             "replicationcontroller": args.concurrent_rc_syncs,

@@ -37,6 +37,7 @@ class Context:
     root_ca: bytes = b""                          # PEM published as kube-root-ca.crt
     workers: dict[str, int] = field(default_factory=dict)
     served: set[Any] | None = None                # the Resources discovery lists (None: not checked)
+    options: dict[str, Any] = field(default_factory=dict)   # per-controller settings (flags)
 
 
 def unwrap(obj: Any) -> dict[str, Any]:

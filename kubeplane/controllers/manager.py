@@ -27,6 +27,7 @@ from .deployment import DeploymentController
 from .endpoints import EndpointsController
 from .endpointslice import EndpointSliceController
 from .garbagecollector import GarbageCollector
+from .podgc import PodGCController
 from .job import JobController
 from .metrics import Metrics, serve
 from .replicaset import ReplicaSetController, ReplicationControllerController
@@ -39,7 +40,7 @@ log = logging.getLogger("kubeplane.controllers")
 CONTROLLERS: dict[str, type[Controller]] = {c.name: c for c in (
     ServiceAccountController, RootCACertPublisher, ReplicaSetController, ReplicationControllerController,
     DeploymentController, EndpointSliceController, EndpointsController, JobController, CronJobController, TTLAfterFinishedController,
-    GarbageCollector)}
+    PodGCController, GarbageCollector)}
 OFF_BY_DEFAULT: frozenset[str] = frozenset()
 LEASE_NAME = "kube-controller-manager"
 
@@ -80,6 +81,8 @@ class Options:
     retry_period: float = 2.0
     root_ca_file: str | None = None
     workers: dict[str, int] = field(default_factory=dict)
+    terminated_pod_gc_threshold: int = 12500
+    pod_gc_orphan_quarantine: float = 40.0
 
 
 def _host_port(text: str) -> tuple[str, int] | None:
@@ -209,7 +212,9 @@ class ControllerManager:
         names, served = await self._served(client, names)
         factory = SharedInformerFactory(client, resync_period=0.0, transform=strip_managed_fields)
         ctx = Context(client=client, factory=factory, metrics=self.metrics, event_client=event_client,
-                      root_ca=root_ca, workers=self.opts.workers, served=served)
+                      root_ca=root_ca, workers=self.opts.workers, served=served,
+                      options={"terminated_pod_gc_threshold": self.opts.terminated_pod_gc_threshold,
+                               "pod_gc_orphan_quarantine": self.opts.pod_gc_orphan_quarantine})
         self.controllers = [CONTROLLERS[n](ctx) for n in names]
         try:
             await factory.start()

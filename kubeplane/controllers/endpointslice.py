@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..client import ENDPOINT_SLICES, PODS, SERVICES, ApiError, meta_key
+from ..client import ENDPOINT_SLICES, PODS, SERVICES, ApiError
 from .base import Context, Controller, unwrap
 from .endpointutil import (LABEL_MANAGED_BY, LABEL_SERVICE_NAME, MANAGED_BY, conditions, ip_family,
                            matching_pods, pod_ips, pod_ports, service_matcher, target_ref, wants_endpoints)

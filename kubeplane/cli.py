@@ -231,6 +231,13 @@ def _add_controller_manager_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root-ca-file", default=None,
                         help="the CA published as kube-root-ca.crt (default: the kubeconfig's CA)")
     parser.add_argument("--concurrent-deployment-syncs", type=_int_in(1), default=5)
+    parser.add_argument("--node-monitor-grace-period", default="50s", metavar="DURATION",
+                        help="a node not heard from for this long is Ready=Unknown (default %(default)s)")
+    parser.add_argument("--node-monitor-period", default="5s", metavar="DURATION")
+    parser.add_argument("--node-eviction-rate", type=float, default=0.1, help="nodes per second per zone")
+    parser.add_argument("--secondary-node-eviction-rate", type=float, default=0.01)
+    parser.add_argument("--unhealthy-zone-threshold", type=float, default=0.55)
+    parser.add_argument("--large-cluster-size-threshold", type=_int_in(0), default=50)
     parser.add_argument("--terminated-pod-gc-threshold", type=_int_in(0), default=12500,
                         help="terminated pods kept before the pod GC deletes the oldest (0 = off; default %(default)s)")
     parser.add_argument("--pod-gc-orphan-quarantine-seconds", type=_positive_float, default=40.0,
@@ -257,6 +264,12 @@ def _controller_manager(args: argparse.Namespace) -> int:
                    renew_deadline=args.leader_elect_renew_deadline, retry_period=args.leader_elect_retry_period,
                    root_ca_file=args.root_ca_file, terminated_pod_gc_threshold=args.terminated_pod_gc_threshold,
                    pod_gc_orphan_quarantine=args.pod_gc_orphan_quarantine_seconds,
+                   node_monitor_grace_period=_duration(args.node_monitor_grace_period, "--node-monitor-grace-period"),
+                   node_monitor_period=_duration(args.node_monitor_period, "--node-monitor-period"),
+                   node_eviction_rate=args.node_eviction_rate,
+                   secondary_node_eviction_rate=args.secondary_node_eviction_rate,
+                   unhealthy_zone_threshold=args.unhealthy_zone_threshold,
+                   large_cluster_size_threshold=args.large_cluster_size_threshold,
                    workers={"deployment": args.concurrent_deployment_syncs,
                             "replicaset": args.concurrent_replicaset_syncs,
                             "replicationcontroller": args.concurrent_rc_syncs,

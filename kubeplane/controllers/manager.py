@@ -27,7 +27,9 @@ from .deployment import DeploymentController
 from .endpoints import EndpointsController
 from .endpointslice import EndpointSliceController
 from .garbagecollector import GarbageCollector
+from .nodelifecycle import NodeLifecycleController
 from .podgc import PodGCController
+from .tainteviction import TaintEvictionController
 from .job import JobController
 from .metrics import Metrics, serve
 from .replicaset import ReplicaSetController, ReplicationControllerController
@@ -40,7 +42,7 @@ log = logging.getLogger("kubeplane.controllers")
 CONTROLLERS: dict[str, type[Controller]] = {c.name: c for c in (
     ServiceAccountController, RootCACertPublisher, ReplicaSetController, ReplicationControllerController,
     DeploymentController, EndpointSliceController, EndpointsController, JobController, CronJobController, TTLAfterFinishedController,
-    PodGCController, GarbageCollector)}
+    PodGCController, NodeLifecycleController, TaintEvictionController, GarbageCollector)}
 OFF_BY_DEFAULT: frozenset[str] = frozenset()
 LEASE_NAME = "kube-controller-manager"
 
@@ -83,6 +85,12 @@ class Options:
     workers: dict[str, int] = field(default_factory=dict)
     terminated_pod_gc_threshold: int = 12500
     pod_gc_orphan_quarantine: float = 40.0
+    node_monitor_grace_period: float = 50.0
+    node_monitor_period: float = 5.0
+    node_eviction_rate: float = 0.1
+    secondary_node_eviction_rate: float = 0.01
+    unhealthy_zone_threshold: float = 0.55
+    large_cluster_size_threshold: int = 50
 
 
 def _host_port(text: str) -> tuple[str, int] | None:
@@ -214,7 +222,11 @@ class ControllerManager:
         ctx = Context(client=client, factory=factory, metrics=self.metrics, event_client=event_client,
                       root_ca=root_ca, workers=self.opts.workers, served=served,
                       options={"terminated_pod_gc_threshold": self.opts.terminated_pod_gc_threshold,
-                               "pod_gc_orphan_quarantine": self.opts.pod_gc_orphan_quarantine})
+                               "pod_gc_orphan_quarantine": self.opts.pod_gc_orphan_quarantine,
+                               **{k: getattr(self.opts, k) for k in (
+                                   "node_monitor_grace_period", "node_monitor_period", "node_eviction_rate",
+                                   "secondary_node_eviction_rate", "unhealthy_zone_threshold",
+                                   "large_cluster_size_threshold")}})
         self.controllers = [CONTROLLERS[n](ctx) for n in names]
         try:
             await factory.start()

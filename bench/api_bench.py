@@ -154,7 +154,7 @@ def _pb_body(distinct: bool = False) -> bytes:
 
 def _start_server(data_dir: Path) -> tuple[subprocess.Popen, str, str, int]:
     argv = [sys.executable, "-m", "kubeplane.cli", "serve", "--data-dir", str(data_dir), "--secure-port", "0",
-            "--http-listen", "127.0.0.1:0", "--scheduler=false", "--hollow-nodes", "0"]
+            "--http-listen", "127.0.0.1:0", "--scheduler=false", "--controller-manager=false", "--hollow-nodes", "0"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=open(data_dir.parent / "server.log", "ab"))
     url = kubeconfig = ""
     http_port = 0

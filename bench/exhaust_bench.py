@@ -39,7 +39,7 @@ class Serve:
     def __init__(self, base: Path, extra: list[str] | None = None) -> None:
         self.data = base / "data"
         argv = [sys.executable, "-m", "kubeplane.cli", "serve", "--data-dir", str(self.data),
-                "--secure-port", "0", "--http-listen", "127.0.0.1:0", "--scheduler=false", "--hollow-nodes", "0", *(extra or [])]
+                "--secure-port", "0", "--http-listen", "127.0.0.1:0", "--scheduler=false", "--controller-manager=false", "--hollow-nodes", "0", *(extra or [])]
         self.log = open(base / "serve.log", "ab")
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)

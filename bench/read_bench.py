@@ -130,7 +130,7 @@ class Server:
     def start(self, timeout: float = 90.0) -> "Server":
         out_path = self.dir / "stdout.log"
         argv = [sys.executable, "-m", "kubeplane.cli", "serve", "--data-dir", str(self.dir / "data"),
-                "--secure-port", "0", "--http-listen", "127.0.0.1:0", "--scheduler=false", "--hollow-nodes", "0", *self.extra]
+                "--secure-port", "0", "--http-listen", "127.0.0.1:0", "--scheduler=false", "--controller-manager=false", "--hollow-nodes", "0", *self.extra]
         with open(out_path, "wb") as out, open(self.dir / "server.log", "ab") as err:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=err, start_new_session=True)
         self.ps = psutil.Process(self.proc.pid)

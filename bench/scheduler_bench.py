@@ -42,7 +42,7 @@ console = Console()
 
 def _start_server(base: Path) -> tuple[subprocess.Popen, int, str]:
     argv = [sys.executable, "-m", "kubeplane.cli", "serve", "--data-dir", str(base / "data"), "--secure-port", "0",
-            "--http-listen", "127.0.0.1:0", "--scheduler=false", "--hollow-nodes", "0", "--max-requests-inflight", "800",
+            "--http-listen", "127.0.0.1:0", "--scheduler=false", "--controller-manager=false", "--hollow-nodes", "0", "--max-requests-inflight", "800",
             "--max-mutating-requests-inflight", "400"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=open(base / "server.log", "ab"), cwd=REPO,
                             stdin=subprocess.DEVNULL)

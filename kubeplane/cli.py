@@ -198,6 +198,114 @@ def _add_serve_scheduler_options(parser: argparse.ArgumentParser) -> None:
                         help="the scheduler's client burst (default %(default)s)")
 
 
+def _add_serve_controller_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--controller-manager", default="true", choices=("true", "false"),
+                        help="run the controller manager in a child process, over loopback HTTPS as "
+                             "system:kube-controller-manager (default %(default)s)")
+    parser.add_argument("--controllers", default="*", metavar="LIST",
+                        help="the controller manager's --controllers: '*' (all), 'name' on, '-name' off; "
+                             "'false' = no controller manager (default %(default)s)")
+    parser.add_argument("--controller-manager-bind-address", default="127.0.0.1:10257", metavar="HOST:PORT",
+                        help="the controller manager's /metrics and /healthz (default %(default)s; 0 = off)")
+
+
+def _add_controller_manager_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubeconfig", default=None,
+                        help="the API server and credentials (default $KUBECONFIG, else ~/.kube/config)")
+    parser.add_argument("--context", default=None, help="kubeconfig context (default: its current-context)")
+    parser.add_argument("--controllers", default="*", metavar="LIST",
+                        help="'*' = every controller on by default, 'name' turns one on, '-name' one off "
+                             "(default %(default)s)")
+    parser.add_argument("--kube-api-qps", type=_positive_float, default=20.0,
+                        help="client requests per second (default %(default)s, as kube-controller-manager)")
+    parser.add_argument("--kube-api-burst", type=_int_in(1), default=30, help="client burst (default %(default)s)")
+    parser.add_argument("--bind-address", default="127.0.0.1:10257", metavar="HOST:PORT",
+                        help="serve /metrics and /healthz here over HTTP (default %(default)s; 0 = off)")
+    parser.add_argument("--leader-elect", default="true", choices=("true", "false"),
+                        help="run the controllers only while holding the Lease (default %(default)s)")
+    parser.add_argument("--leader-elect-resource-namespace", default="kube-system")
+    parser.add_argument("--leader-elect-resource-name", default="kube-controller-manager")
+    parser.add_argument("--leader-elect-lease-duration", type=_positive_float, default=15.0, metavar="SECONDS")
+    parser.add_argument("--leader-elect-renew-deadline", type=_positive_float, default=10.0, metavar="SECONDS")
+    parser.add_argument("--leader-elect-retry-period", type=_positive_float, default=2.0, metavar="SECONDS")
+    parser.add_argument("--root-ca-file", default=None,
+                        help="the CA published as kube-root-ca.crt (default: the kubeconfig's CA)")
+    parser.add_argument("--concurrent-deployment-syncs", type=_int_in(1), default=5)
+    parser.add_argument("--node-monitor-grace-period", default="50s", metavar="DURATION",
+                        help="a node not heard from for this long is Ready=Unknown (default %(default)s)")
+    parser.add_argument("--node-monitor-period", default="5s", metavar="DURATION")
+    parser.add_argument("--node-eviction-rate", type=float, default=0.1, help="nodes per second per zone")
+    parser.add_argument("--secondary-node-eviction-rate", type=float, default=0.01)
+    parser.add_argument("--unhealthy-zone-threshold", type=float, default=0.55)
+    parser.add_argument("--large-cluster-size-threshold", type=_int_in(0), default=50)
+    parser.add_argument("--terminated-pod-gc-threshold", type=_int_in(0), default=12500,
+                        help="terminated pods kept before the pod GC deletes the oldest (0 = off; default %(default)s)")
+    parser.add_argument("--pod-gc-orphan-quarantine-seconds", type=_positive_float, default=40.0,
+                        help="kubeplane's: how long a node must be missing before the pod GC deletes its pods "
+                             "(upstream's fixed 40 s; default %(default)s)")
+    parser.add_argument("--concurrent-replicaset-syncs", type=_int_in(1), default=5)
+    parser.add_argument("--concurrent-rc-syncs", type=_int_in(1), default=5)
+    parser.add_argument("--concurrent-serviceaccount-token-syncs", type=_int_in(1), default=5,
+                        help="workers of the serviceaccount controller")
+
+
+def _controller_manager(args: argparse.Namespace) -> int:
+    from .controllers.manager import Options, OptionError, enabled_controllers, main as cm_main
+
+    try:
+        enabled_controllers(args.controllers)
+    except OptionError as exc:
+        print(f"kubeplane controller-manager: --controllers: {exc}", file=sys.stderr)
+        return 2
+    opts = Options(kubeconfig=args.kubeconfig, context=args.context, controllers=args.controllers,
+                   qps=args.kube_api_qps, burst=args.kube_api_burst, bind_address=args.bind_address,
+                   leader_elect=args.leader_elect == "true", lease_namespace=args.leader_elect_resource_namespace,
+                   lease_name=args.leader_elect_resource_name, lease_duration=args.leader_elect_lease_duration,
+                   renew_deadline=args.leader_elect_renew_deadline, retry_period=args.leader_elect_retry_period,
+                   root_ca_file=args.root_ca_file, terminated_pod_gc_threshold=args.terminated_pod_gc_threshold,
+                   pod_gc_orphan_quarantine=args.pod_gc_orphan_quarantine_seconds,
+                   node_monitor_grace_period=_duration(args.node_monitor_grace_period, "--node-monitor-grace-period"),
+                   node_monitor_period=_duration(args.node_monitor_period, "--node-monitor-period"),
+                   node_eviction_rate=args.node_eviction_rate,
+                   secondary_node_eviction_rate=args.secondary_node_eviction_rate,
+                   unhealthy_zone_threshold=args.unhealthy_zone_threshold,
+                   large_cluster_size_threshold=args.large_cluster_size_threshold,
+                   workers={"deployment": args.concurrent_deployment_syncs,
+                            "replicaset": args.concurrent_replicaset_syncs,
+                            "replicationcontroller": args.concurrent_rc_syncs,
+                            "serviceaccount": args.concurrent_serviceaccount_token_syncs})
+    try:
+        return cm_main(opts)
+    except Exception as exc:  # noqa: BLE001 - every start-up failure is one line
+        return _startup_failure("controller-manager", exc, args.verbose or 0)
+
+
+CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
+
+
+def _write_component_kubeconfig(path: str, server: str, ca_pem: bytes, token: str, user: str) -> None:
+    """A private kubeconfig for a child component's own token identity."""
+    import base64
+    import os
+
+    import yaml
+
+    doc = {"apiVersion": "v1", "kind": "Config", "current-context": user,
+           "clusters": [{"name": "kubeplane", "cluster": {
+               "server": server, "certificate-authority-data": base64.b64encode(ca_pem).decode()}}],
+           "users": [{"name": user, "user": {"token": token}}],
+           "contexts": [{"name": user, "context": {"cluster": "kubeplane", "user": user}}]}
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump(doc, f, sort_keys=False)
+    os.replace(tmp, path)
+
+
+def _controllers_on(args: argparse.Namespace) -> bool:
+    return args.controller_manager == "true" and args.controllers not in ("false", "")
+
+
 def _add_serve_sim_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hollow-nodes", type=_int_in(0, 49152), default=3, metavar="N",
                         help="start N simulated (hollow) nodes (kubeplane sim nodes, a child process over "
@@ -271,6 +379,7 @@ async def _serve_with_scheduler(config, args: argparse.Namespace) -> None:
 
     token = supervisor.new_token()
     sim_token = supervisor.new_token()
+    cm_token = supervisor.new_token()
     # the scheduler's identity: a token file of the user's lines plus the scheduler's,
     # in a private temporary dir, read once by the server's start
     tmpdir = tempfile.mkdtemp(prefix="kubeplane-tokens-")
@@ -283,6 +392,7 @@ async def _serve_with_scheduler(config, args: argparse.Namespace) -> None:
             f.write(text if text.endswith("\n") or not text else text + "\n")
         f.write(supervisor.token_line(token))
         f.write(sim_supervisor.token_line(sim_token))
+        f.write(f"{cm_token},{CONTROLLER_MANAGER_USER},{CONTROLLER_MANAGER_USER}\n")
     config.token_auth_file = tokens
     server = APIServer(config)
     try:
@@ -296,7 +406,7 @@ async def _serve_with_scheduler(config, args: argparse.Namespace) -> None:
     tune_gc()
     if server.http_port:
         print(f"kubeplane: plain HTTP (no auth) on port {server.http_port}", flush=True)
-    child = sim_child = None
+    child = sim_child = cm_child = None
     if server.kubeconfig_path:
         host = "127.0.0.1" if config.bind_address in ("0.0.0.0", "::", "127.0.0.1", "localhost") else \
             config.bind_address if ":" not in config.bind_address else f"[{config.bind_address}]"
@@ -311,6 +421,20 @@ async def _serve_with_scheduler(config, args: argparse.Namespace) -> None:
                     "--kube-api-burst", str(args.scheduler_kube_api_burst)]
             child = supervisor.Supervisor(argv)
             child.start()
+        if _controllers_on(args):
+            from .controllers.manager import enabled_controllers
+
+            enabled_controllers(args.controllers)              # a bad list fails the start, in one line
+            cm_kubeconfig = os.path.join(config.data_dir, "controller-manager.kubeconfig")
+            _write_component_kubeconfig(cm_kubeconfig, f"https://{host}:{server.secure_port}", server.pki.ca_pem(),
+                                        cm_token, CONTROLLER_MANAGER_USER)
+            cm_child = sim_supervisor.Supervisor(
+                [sys.executable, "-m", "kubeplane.cli", *verbosity, "controller-manager", "--kubeconfig",
+                 cm_kubeconfig, "--controllers", args.controllers,
+                 "--bind-address", args.controller_manager_bind_address], what="controller manager")
+            cm_child.start()
+            print(f"kubeplane: controller manager starting (user {CONTROLLER_MANAGER_USER}, controllers "
+                  f"{args.controllers}); --controller-manager=false turns it off", flush=True)
         if args.hollow_nodes:
             sim_kubeconfig = os.path.join(config.data_dir, "hollow-nodes.kubeconfig")
             sim_supervisor.write_kubeconfig(sim_kubeconfig, f"https://{host}:{server.secure_port}",
@@ -333,7 +457,7 @@ async def _serve_with_scheduler(config, args: argparse.Namespace) -> None:
     try:
         await stop.wait()
     finally:
-        for c in (sim_child, child):
+        for c in (cm_child, sim_child, child):
             if c is not None:
                 await c.stop()
         await server.close()
@@ -382,7 +506,7 @@ def _apiserver_serve(args: argparse.Namespace) -> int:
     )
     raise_open_file_limit()
     try:
-        run(serve_forever(config) if args.scheduler == "false" and not args.hollow_nodes
+        run(serve_forever(config) if args.scheduler == "false" and not args.hollow_nodes and not _controllers_on(args)
             else _serve_with_scheduler(config, args))
     except KeyboardInterrupt:
         return 0
@@ -495,8 +619,15 @@ def build_parser() -> argparse.ArgumentParser:
     top_serve = sub.add_parser("serve", help="start the API server (HTTPS on 127.0.0.1:6443, embedded store)")
     _add_apiserver_options(top_serve)
     _add_serve_scheduler_options(top_serve)
+    _add_serve_controller_options(top_serve)
     _add_serve_sim_options(top_serve)
     top_serve.set_defaults(func=_apiserver_serve)
+
+    cm = sub.add_parser("controller-manager",
+                        help="the controllers (Deployment, ReplicaSet, ...), against any Kubernetes API server "
+                             "(--kubeconfig; docs/controllers.md)")
+    _add_controller_manager_options(cm)
+    cm.set_defaults(func=_controller_manager)
 
     sched = sub.add_parser("scheduler", help="the scheduler, against any Kubernetes API server (--kubeconfig)")
     _add_scheduler_options(sched)

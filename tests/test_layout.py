@@ -151,6 +151,17 @@ def test_scheduler_talks_to_the_api_only_through_the_client():
     assert any(m.startswith("kubeplane.scheduler") for m in graph)
 
 
+def test_controllers_talk_to_the_api_only_through_the_client():
+    """kubeplane.controllers runs against any API server: it may import kubeplane.client
+    (and the runtime helpers), never the API server, the store, the scheduler or sim."""
+    graph = _graph()
+    allowed = ("kubeplane.controllers", "kubeplane.client", "kubeplane.runtime")
+    wrong = [f"{m} -> {d}" for m, deps in graph.items() if m.startswith("kubeplane.controllers")
+             for d in deps if d.startswith("kubeplane.") and not d.startswith(allowed)]
+    assert wrong == []
+    assert any(m.startswith("kubeplane.controllers.") for m in graph)
+
+
 def test_the_checker_sees_a_circle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 

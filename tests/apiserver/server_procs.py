@@ -51,6 +51,10 @@ class ServerProc:
             argv.append("--scheduler=false")
         if not any(a.startswith("--hollow-nodes") for a in self.extra):
             argv += ["--hollow-nodes", "0"]      # no simulated nodes unless a suite asks (tests/sim)
+        if not any(a.startswith(("--controller-manager", "--controllers")) for a in self.extra):
+            # no controllers either (tests/controllers start them on purpose): they would
+            # make pods for Deployments and ServiceAccounts in every namespace
+            argv.append("--controller-manager=false")
         if self.etcd_servers:
             argv += ["--etcd-servers", ",".join(self.etcd_servers)]
         log = open(self.log_path, "ab")

@@ -208,3 +208,13 @@ def test_sim_uses_only_the_client():
     assert any(m.startswith("kubeplane.sim.nodes.") for m in graph), "the checker must see the simulator"
     assert _sim_imports_outside({"kubeplane.sim.nodes.pods": {"kubeplane.scheduler.cache"}}) == [
         "kubeplane.sim.nodes.pods -> kubeplane.scheduler.cache"]
+
+
+def test_test_modules_have_unique_basenames():
+    """pytest imports test modules by basename (the test dirs have no __init__.py): two
+    files of one name in different directories stop the whole run at collection."""
+    tests = Path(__file__).resolve().parent
+    seen: dict[str, list[str]] = {}
+    for p in tests.rglob("test_*.py"):
+        seen.setdefault(p.name, []).append(str(p.relative_to(tests)))
+    assert {k: v for k, v in seen.items() if len(v) > 1} == {}

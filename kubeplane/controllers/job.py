@@ -277,13 +277,20 @@ class JobController(Controller):
             if any(c.get("type") == "Suspended" and c.get("status") == "True" for c in status.get("conditions") or ()):
                 self._set_condition(status, "Suspended", "JobResumed", "Job resumed", "False")
             if self.expectations.satisfied(key):
+                # Succeeded pods still in uncountedTerminatedPods (their finalizer's removal not
+                # yet seen) count as done too, as upstream's (succeeded + uncounted): without
+                # them a lagging cache makes one pod too many.
+                pending = {u for u in unc_s if u in live_fin}
+                by_uid = {md(p).get("uid"): p for p in pods}
+                done_idx = succeeded_idx | {i for u in pending if u in by_uid
+                                            for i in (pod_index(by_uid[u]),) if i is not None}
                 want = parallelism if completions is None else max(0, min(parallelism, int(completions) - (
-                    len(succeeded_idx) if indexed else succeeded)))
+                    len(done_idx) if indexed else succeeded + len(pending))))
                 wait = self._backoff_left(pods, failed, now)
                 if len(active) < want and wait > 0:
                     self.enqueue_after(key, wait)
                 elif len(active) < want:
-                    await self._create(key, job, pods, active, want - len(active), succeeded_idx, indexed,
+                    await self._create(key, job, pods, active, want - len(active), done_idx, indexed,
                                        int(completions) if completions is not None else None)
                 elif len(active) > want:
                     victims = pods_to_delete(active, active, len(active) - want)

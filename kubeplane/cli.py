@@ -281,25 +281,8 @@ def _controller_manager(args: argparse.Namespace) -> int:
 
 
 CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
-
-
-def _write_component_kubeconfig(path: str, server: str, ca_pem: bytes, token: str, user: str) -> None:
-    """A private kubeconfig for a child component's own token identity."""
-    import base64
-    import os
-
-    import yaml
-
-    doc = {"apiVersion": "v1", "kind": "Config", "current-context": user,
-           "clusters": [{"name": "kubeplane", "cluster": {
-               "server": server, "certificate-authority-data": base64.b64encode(ca_pem).decode()}}],
-           "users": [{"name": user, "user": {"token": token}}],
-           "contexts": [{"name": user, "context": {"cluster": "kubeplane", "user": user}}]}
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        yaml.safe_dump(doc, f, sort_keys=False)
-    os.replace(tmp, path)
+SCHEDULER_USER = "system:kube-scheduler"
+HOLLOW_USER = "kubeplane:hollow-nodes"
 
 
 def _controllers_on(args: argparse.Namespace) -> bool:
@@ -366,20 +349,19 @@ def _scheduler(args: argparse.Namespace) -> int:
 
 
 async def _serve_with_scheduler(config, args: argparse.Namespace) -> None:
-    """serve_forever, plus the scheduler child (kubeplane.scheduler.supervisor) once the
-    server listens; the child is stopped before the server closes."""
+    """serve_forever, plus the child components (kubeplane.children: the scheduler, the
+    controller manager, hollow nodes) once the server listens; they stop before the server closes."""
     import os
     import signal
     import tempfile
 
     from .apiserver.server.apiserver import APIServer, tune_gc
     from .apiserver.server.authn import read_token_file
-    from .scheduler import supervisor
-    from .sim.nodes import supervisor as sim_supervisor
+    from . import children
 
-    token = supervisor.new_token()
-    sim_token = supervisor.new_token()
-    cm_token = supervisor.new_token()
+    token = children.new_token()
+    sim_token = children.new_token()
+    cm_token = children.new_token()
     # the scheduler's identity: a token file of the user's lines plus the scheduler's,
     # in a private temporary dir, read once by the server's start
     tmpdir = tempfile.mkdtemp(prefix="kubeplane-tokens-")
@@ -390,9 +372,10 @@ async def _serve_with_scheduler(config, args: argparse.Namespace) -> None:
             with open(config.token_auth_file) as user_file:
                 text = user_file.read()
             f.write(text if text.endswith("\n") or not text else text + "\n")
-        f.write(supervisor.token_line(token))
-        f.write(sim_supervisor.token_line(sim_token))
-        f.write(f"{cm_token},{CONTROLLER_MANAGER_USER},{CONTROLLER_MANAGER_USER}\n")
+        f.write(children.token_line(token, SCHEDULER_USER))
+        # group system:nodes: flow control treats the simulator's Lease renewals as node heartbeats
+        f.write(children.token_line(sim_token, HOLLOW_USER, ("system:nodes",)))
+        f.write(children.token_line(cm_token, CONTROLLER_MANAGER_USER))
     config.token_auth_file = tokens
     server = APIServer(config)
     try:
@@ -413,22 +396,23 @@ async def _serve_with_scheduler(config, args: argparse.Namespace) -> None:
         verbosity = [f"--v={args.verbose}"] if getattr(args, "verbose", 0) else []
         if args.scheduler == "true":
             kubeconfig = os.path.join(config.data_dir, "scheduler.kubeconfig")
-            supervisor.write_kubeconfig(kubeconfig, f"https://{host}:{server.secure_port}", server.pki.ca_pem(),
-                                        token)
+            children.write_kubeconfig(kubeconfig, f"https://{host}:{server.secure_port}", server.pki.ca_pem(),
+                                      token, SCHEDULER_USER, "kube-scheduler")
             argv = [sys.executable, "-m", "kubeplane.cli", *verbosity, "scheduler", "--kubeconfig", kubeconfig,
                     "--metrics-bind-address", args.scheduler_metrics_bind_address,
                     "--kube-api-qps", str(args.scheduler_kube_api_qps),
                     "--kube-api-burst", str(args.scheduler_kube_api_burst)]
-            child = supervisor.Supervisor(argv)
+            child = children.Supervisor(argv, "scheduler", f"kubeplane: scheduler running (pid {{pid}}, user "
+                                        f"{SCHEDULER_USER}); --scheduler=false turns it off")
             child.start()
         if _controllers_on(args):
             from .controllers.manager import enabled_controllers
 
             enabled_controllers(args.controllers)              # a bad list fails the start, in one line
             cm_kubeconfig = os.path.join(config.data_dir, "controller-manager.kubeconfig")
-            _write_component_kubeconfig(cm_kubeconfig, f"https://{host}:{server.secure_port}", server.pki.ca_pem(),
-                                        cm_token, CONTROLLER_MANAGER_USER)
-            cm_child = sim_supervisor.Supervisor(
+            children.write_kubeconfig(cm_kubeconfig, f"https://{host}:{server.secure_port}", server.pki.ca_pem(),
+                                      cm_token, CONTROLLER_MANAGER_USER, CONTROLLER_MANAGER_USER)
+            cm_child = children.Supervisor(
                 [sys.executable, "-m", "kubeplane.cli", *verbosity, "controller-manager", "--kubeconfig",
                  cm_kubeconfig, "--controllers", args.controllers,
                  "--bind-address", args.controller_manager_bind_address], what="controller manager")
@@ -437,12 +421,12 @@ async def _serve_with_scheduler(config, args: argparse.Namespace) -> None:
                   f"{args.controllers}); --controller-manager=false turns it off", flush=True)
         if args.hollow_nodes:
             sim_kubeconfig = os.path.join(config.data_dir, "hollow-nodes.kubeconfig")
-            sim_supervisor.write_kubeconfig(sim_kubeconfig, f"https://{host}:{server.secure_port}",
-                                            server.pki.ca_pem(), sim_token)
-            sim_child = sim_supervisor.Supervisor(
+            children.write_kubeconfig(sim_kubeconfig, f"https://{host}:{server.secure_port}",
+                                      server.pki.ca_pem(), sim_token, HOLLOW_USER, "hollow-nodes")
+            sim_child = children.Supervisor(
                 [sys.executable, "-m", "kubeplane.cli", *verbosity, "sim", "nodes", "--kubeconfig", sim_kubeconfig,
                  "--count", str(args.hollow_nodes), "--summary-interval", "0", "--progress", "never",
-                 "--metrics-bind-address", args.hollow_nodes_metrics_bind_address])
+                 "--metrics-bind-address", args.hollow_nodes_metrics_bind_address], "hollow nodes")
             sim_child.start()
             print(f"kubeplane: {args.hollow_nodes} hollow nodes starting (simulated nodes: pods bound to them "
                   "report Running but no container runs; --hollow-nodes 0 turns them off)", flush=True)

@@ -7,7 +7,6 @@ Kubernetes API server (docs/sim.md).
     pods.py       the per-pod lifecycle a kubelet drives (start, run, exit, restart, stop)
     heartbeat.py  Lease renewals and node status posts on the event loop's timer heap
     metrics.py    the simulator's /metrics and /debug/stats
-    supervisor.py `kubeplane serve --hollow-nodes N`: the simulator as a supervised child
     main.py       `kubeplane sim nodes`: options, progress on the terminal, the summary line
 """
 from .simulator import Simulator, SimOptions

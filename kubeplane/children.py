@@ -1,37 +1,45 @@
-"""`kubeplane serve --hollow-nodes N`: the simulator as a supervised child process.
+"""The components `kubeplane serve` runs beside the API server, as supervised child processes.
 
-The same pattern as the scheduler's child (kubeplane.scheduler.supervisor, which this
-package may not import): started once the API server listens, over loopback HTTPS with
-its own identity (a bearer token of user HOLLOW_USER in group system:nodes, so API
-Priority and Fairness treats its Lease renewals as node heartbeats); restarted when it
-dies (1 s doubling to 30 s, reset after a minute of life); SIGTERM then SIGKILL after 5 s
-when the server stops; SIGTERM when its parent dies (PR_SET_PDEATHSIG).
+Each child (the scheduler, the controller manager, the hollow-node simulator) talks to the
+API server over loopback HTTPS with an identity of its own: a bearer token in the token file
+the server reads at start (:func:`token_line`) and a private kubeconfig holding it
+(:func:`write_kubeconfig`).  A :class:`Supervisor` starts the child once the server listens,
+restarts it when it dies (1 s, doubling to 30 s; reset after a minute of life), and stops it
+(SIGTERM, then SIGKILL after 5 s) before the server closes.  On Linux a child also gets
+SIGTERM when its parent dies (PR_SET_PDEATHSIG), so a killed server leaves none behind.
+
+Only the command line uses this module; the components themselves know nothing of it.
 """
+
 from __future__ import annotations
 
 import asyncio
 import base64
 import os
+import secrets
 import signal
 import sys
 import time
 
 import yaml
 
-HOLLOW_USER = "kubeplane:hollow-nodes"
-NODES_GROUP = "system:nodes"
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
 
 
-def token_line(token: str) -> str:
-    return f'{token},{HOLLOW_USER},{HOLLOW_USER},"{NODES_GROUP}"\n'
+def token_line(token: str, user: str, groups: tuple[str, ...] = ()) -> str:
+    """A line of upstream's token file (token,user,uid[,"group,..."]) for a child's identity."""
+    return f"{token},{user},{user}" + (f',"{",".join(groups)}"' if groups else "") + "\n"
 
 
-def write_kubeconfig(path: str, server: str, ca_pem: bytes, token: str) -> None:
-    doc = {"apiVersion": "v1", "kind": "Config", "current-context": "hollow-nodes",
+def write_kubeconfig(path: str, server: str, ca_pem: bytes, token: str, user: str, context: str) -> None:
+    """A private (0600) kubeconfig for a child's token identity, replaced atomically."""
+    doc = {"apiVersion": "v1", "kind": "Config", "current-context": context,
            "clusters": [{"name": "kubeplane", "cluster": {
                "server": server, "certificate-authority-data": base64.b64encode(ca_pem).decode()}}],
-           "users": [{"name": HOLLOW_USER, "user": {"token": token}}],
-           "contexts": [{"name": "hollow-nodes", "context": {"cluster": "kubeplane", "user": HOLLOW_USER}}]}
+           "users": [{"name": user, "user": {"token": token}}],
+           "contexts": [{"name": context, "context": {"cluster": "kubeplane", "user": user}}]}
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -49,9 +57,13 @@ def _die_with_parent() -> None:
 
 
 class Supervisor:
-    def __init__(self, argv: list[str], what: str = "hollow nodes") -> None:
+    """One child process kept running until :meth:`stop`; `what` names it in messages, and
+    `started_message` (if any) is printed once, when the first start succeeds."""
+
+    def __init__(self, argv: list[str], what: str, started_message: str | None = None) -> None:
         self.argv = argv
         self.what = what
+        self.started_message = started_message
         self.proc: asyncio.subprocess.Process | None = None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -66,6 +78,8 @@ class Supervisor:
             self.proc = await asyncio.create_subprocess_exec(*self.argv, preexec_fn=_die_with_parent,
                                                              stdin=asyncio.subprocess.DEVNULL)
             self.starts += 1
+            if self.starts == 1 and self.started_message:
+                print(self.started_message.format(pid=self.proc.pid), flush=True)
             started = time.monotonic()
             waiter = asyncio.ensure_future(self.proc.wait())
             stopper = asyncio.ensure_future(self._stop.wait())

@@ -3,7 +3,7 @@
 runs against any Kubernetes API server.
 
 Modules: base (the Controller class: queue, workers, events), queue and metrics
-(workqueue_* metrics, /metrics and /healthz), expectations, selectors, podutil (readiness,
+(workqueue_* metrics, /metrics and /healthz), expectations, podutil (readiness,
 owner references, deletion ranking), claims (adoption and release), one module per
 controller (serviceaccount, rootca, replicaset, deployment + deployment_util), and
 manager (`kubeplane controller-manager`: --controllers, leader election).

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..client import ApiError, Client, Resource
 from .podutil import controller_ref, md, owner_reference
-from .selectors import Matcher, labels_of
+from ..client.selectors import Matcher, labels_of
 
 
 class Claimer:

@@ -37,7 +37,7 @@ from .base import Context, Controller, unwrap
 from .claims import Claimer
 from .podutil import controller_ref, md
 from .replicaset import CONTROLLER_UID_INDEX, claim_candidates, controller_uid_index
-from .selectors import from_label_selector, labels_of
+from ..client.selectors import label_selector, labels_of
 
 log = logging.getLogger("kubeplane.controllers.deployment")
 
@@ -69,7 +69,7 @@ class DeploymentController(Controller):
     def _matching(self, rs: dict[str, Any]) -> list[dict[str, Any]]:
         ns = md(rs).get("namespace") or ""
         return [d for d in self.deployments.indexer.by_index("namespace", ns)
-                if from_label_selector((d.get("spec") or {}).get("selector"))(labels_of(rs))]
+                if label_selector((d.get("spec") or {}).get("selector"))(labels_of(rs))]
 
     def _rs_owner_changed(self, rs: dict[str, Any]) -> None:
         d = self._owner(md(rs).get("namespace") or "", controller_ref(rs))
@@ -166,7 +166,7 @@ class DeploymentController(Controller):
                     return None
                 raise
 
-        claimer = Claimer(self.client, d, "apps/v1", "Deployment", from_label_selector(d["spec"]["selector"]),
+        claimer = Claimer(self.client, d, "apps/v1", "Deployment", label_selector(d["spec"]["selector"]),
                           REPLICA_SETS, fresh)
         return await claimer.claim(claim_candidates(self.sets.indexer, d))
 

@@ -15,7 +15,7 @@ from .base import Context, Controller, unwrap
 from .endpointutil import (conditions, matching_pods, pod_ips, pod_ports, service_matcher, target_ref,
                            wants_endpoints)
 from .podutil import md
-from .selectors import labels_of
+from ..client.selectors import labels_of
 
 MAX_ADDRESSES = 1000
 OVER_CAPACITY = "endpoints.kubernetes.io/over-capacity"

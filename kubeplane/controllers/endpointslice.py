@@ -27,7 +27,7 @@ from .base import Context, Controller, unwrap
 from .endpointutil import (LABEL_MANAGED_BY, LABEL_SERVICE_NAME, MANAGED_BY, conditions, ip_family,
                            matching_pods, pod_ips, pod_ports, service_matcher, target_ref, wants_endpoints)
 from .podutil import md
-from .selectors import labels_of
+from ..client.selectors import labels_of
 
 log = logging.getLogger("kubeplane.controllers.endpointslice")
 MAX_ENDPOINTS = 100

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .podutil import is_ready, md
-from .selectors import from_map, labels_of
+from ..client.selectors import from_map, labels_of
 
 LABEL_SERVICE_NAME = "kubernetes.io/service-name"
 LABEL_MANAGED_BY = "endpointslice.kubernetes.io/managed-by"

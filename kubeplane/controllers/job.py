@@ -35,7 +35,7 @@ from .claims import Claimer
 from .expectations import Expectations
 from .podutil import controller_ref, is_ready, md, owner_reference, pod_from_template, pods_to_delete
 from .replicaset import CONTROLLER_UID_INDEX, claim_candidates, controller_uid_index, slow_start_batch
-from .selectors import from_label_selector
+from ..client.selectors import label_selector
 
 log = logging.getLogger("kubeplane.controllers.job")
 
@@ -173,7 +173,7 @@ class JobController(Controller):
                     return None
                 raise
 
-        claimer = Claimer(self.client, job, "batch/v1", "Job", from_label_selector(spec.get("selector")), PODS, fresh)
+        claimer = Claimer(self.client, job, "batch/v1", "Job", label_selector(spec.get("selector")), PODS, fresh)
         pods = await claimer.claim(claim_candidates(self.pods.indexer, job))
         done = finished_condition(job)
         # --- 2. count finished pods (finalizer protocol) ---------------------------------

@@ -26,7 +26,7 @@ from .claims import Claimer
 from .expectations import Expectations
 from .podutil import controller_ref, is_active, is_available, is_ready, md, owner_reference, pod_from_template, \
     pods_to_delete
-from .selectors import from_map, labels_of, selector_of
+from ..client.selectors import from_map, labels_of, selector_of
 
 log = logging.getLogger("kubeplane.controllers.replicaset")
 

@@ -11,20 +11,9 @@ import time
 from typing import Any
 
 from ..client import NODES, PODS, ApiError, Indexer
+from ..client.selectors import tolerates
 from .base import Context, Controller, now_rfc3339, parse_time
 from .podutil import md
-
-
-def tolerates(tol: dict[str, Any], taint: dict[str, Any]) -> bool:
-    """upstream's Toleration.ToleratesTaint."""
-    if tol.get("effect") and tol.get("effect") != taint.get("effect"):
-        return False
-    if tol.get("key") and tol.get("key") != taint.get("key"):
-        return False
-    op = tol.get("operator") or "Equal"
-    if op == "Exists":
-        return True
-    return op == "Equal" and (tol.get("value") or "") == (taint.get("value") or "")
 
 
 def eviction_time(pod: dict[str, Any], taints: list[dict[str, Any]], now: float) -> float | None:

@@ -28,7 +28,7 @@ from ..client import (NODES, PODS, Client, DeletedFinalStateUnknown, EventRecord
 from .metrics import Metrics, serve_metrics
 from .podinfo import PodInfo
 from .scheduler import DEFAULT_SCHEDULER, Scheduler
-from .selectors import label_selector
+from ..client.selectors import label_selector
 
 log = logging.getLogger("kubeplane.scheduler")
 

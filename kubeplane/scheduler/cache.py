@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .podinfo import PodInfo
-from .selectors import Matcher
+from ..client.selectors import Matcher
 from .resources import CPU, EPHEMERAL, MEMORY, PODS, node_allocatable
 
 BASE_COLUMNS = (CPU, MEMORY, EPHEMERAL)

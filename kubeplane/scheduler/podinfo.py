@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .resources import pod_non_zero_requests, pod_requests
-from .selectors import Matcher, label_selector, node_selector
+from ..client.selectors import Matcher, label_selector, node_selector
 
 
 def pod_key(pod: dict[str, Any]) -> str:

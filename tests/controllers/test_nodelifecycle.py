@@ -15,7 +15,8 @@ import sys
 import pytest
 
 from ctrl_cluster import get, items, wait_for
-from kubeplane.controllers.tainteviction import eviction_time, tolerates
+from kubeplane.client.selectors import tolerates
+from kubeplane.controllers.tainteviction import eviction_time
 from server_procs import ServerProc
 
 TAINT = {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute", "timeAdded": "2026-01-01T00:00:00Z"}

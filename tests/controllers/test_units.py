@@ -18,7 +18,7 @@ from kubeplane.controllers.metrics import Metrics
 from kubeplane.controllers.podutil import pods_to_delete
 from kubeplane.controllers.queue import MeteredQueue
 from kubeplane.controllers.replicaset import slow_start_batch
-from kubeplane.controllers.selectors import from_label_selector, from_map
+from kubeplane.client.selectors import label_selector, from_map
 
 NOW = 1_800_000_000.0
 
@@ -222,7 +222,7 @@ def test_expectations():
 
 
 def test_selectors():
-    m = from_label_selector({"matchLabels": {"app": "web"},
+    m = label_selector({"matchLabels": {"app": "web"},
                              "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]},
                                                   {"key": "env", "operator": "NotIn", "values": ["prod"]},
                                                   {"key": "x", "operator": "DoesNotExist"}]})
@@ -230,7 +230,7 @@ def test_selectors():
     assert not m({"app": "web", "tier": "c"})
     assert not m({"app": "web", "tier": "a", "env": "prod"})
     assert not m({"app": "web", "tier": "a", "x": ""})
-    assert from_label_selector({})({"any": "thing"}) and not from_label_selector(None)({})
+    assert label_selector({})({"any": "thing"}) and not label_selector(None)({})
     assert not from_map({})({"a": "b"}) and from_map({"a": "b"})({"a": "b", "c": "d"})
 
 

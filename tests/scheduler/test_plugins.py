@@ -236,7 +236,7 @@ def test_soft_spread_scores_prefer_the_emptier_domain():
 
 
 def test_default_spread_needs_a_selecting_owner():
-    from kubeplane.scheduler.selectors import label_selector
+    from kubeplane.client.selectors import label_selector
     prof = cluster(ZONES, [pod("w1", labels={"app": "web"}, node_name="a1")])
     assert scores(prof, "PodTopologySpread", pod("w2", labels={"app": "web"}), ["a1", "b1"]) is None
     prof.cache.owner_selectors["default/svc"] = ("default", label_selector({"matchLabels": {"app": "web"}}))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..framework import NODE_ADD, NODE_SCHEDULABLE, UNRESOLVABLE, CycleState, Plugin
-from ..selectors import tolerated
+from ...client.selectors import tolerated
 
 REASON = "node(s) were unschedulable"
 TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..framework import NODE_ADD, NODE_TAINTS, UNRESOLVABLE, CycleState, Plugin, default_normalize
-from ..selectors import tolerated
+from ...client.selectors import tolerated
 
 
 def untolerated_hard(tols: list[dict], taints) -> tuple[str, str] | None:

@@ -27,7 +27,7 @@ import numpy as np
 from ..framework import (MAX_NODE_SCORE, NODE_ADD, NODE_LABELS, NODE_TAINTS, POD_ADD, POD_DELETE, POD_UPDATE,
                          SKIP, UNRESOLVABLE, UNSCHEDULABLE, CycleState, Plugin, Status)
 from ..podinfo import SpreadConstraint
-from ..selectors import tolerated
+from ...client.selectors import tolerated
 from .node_affinity import node_matches
 
 REASON = "node(s) didn't match pod topology spread constraints"

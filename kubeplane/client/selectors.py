@@ -1,4 +1,6 @@
-"""Label selectors, node selector terms and tolerations, with upstream's matching rules.
+"""Label selectors, node selector terms and tolerations, with upstream's matching rules
+(apimachinery's labels.Selector and the core/v1 helpers that the scheduler and the
+controllers both evaluate).
 
 - LabelSelector (matchLabels + matchExpressions In/NotIn/Exists/DoesNotExist): an empty
   selector matches everything, a missing (None) one nothing (pod affinity terms and
@@ -9,12 +11,15 @@
 - Toleration.ToleratesTaint: the effect must match (an empty effect tolerates all), the key
   must match (an empty key with Exists tolerates every key), `Exists` ignores the value,
   `Equal` (the default) compares it.
+- A plain map selector (core/v1 ReplicationController and Service): None or empty matches
+  nothing (a Service without a selector has no endpoints; an RC's validation forbids it).
 """
 from __future__ import annotations
 
 from typing import Any, Callable
 
-Matcher = Callable[[dict[str, str]], bool]
+Labels = dict[str, str]
+Matcher = Callable[[Labels], bool]
 
 
 def _always(_: dict[str, str]) -> bool:
@@ -132,3 +137,24 @@ def tolerates(tol: dict[str, Any], taint: dict[str, Any]) -> bool:
 
 def tolerated(tols: list[dict[str, Any]], taint: dict[str, Any]) -> bool:
     return any(tolerates(t, taint) for t in tols)
+
+
+def from_map(sel: dict[str, str] | None) -> Matcher:
+    """A matcher for a plain map selector (None or empty matches nothing)."""
+    if not sel:
+        return _never
+    items = tuple(sel.items())
+    return lambda labels: all(labels.get(k) == v for k, v in items)
+
+
+def selector_of(obj: dict[str, Any]) -> Matcher:
+    """The selector of a workload object: core/v1 kinds carry a plain map, apps/batch a
+    LabelSelector."""
+    sel = (obj.get("spec") or {}).get("selector")
+    if (obj.get("apiVersion") or "v1") == "v1":
+        return from_map(sel)
+    return label_selector(sel)
+
+
+def labels_of(obj: dict[str, Any]) -> Labels:
+    return (obj.get("metadata") or {}).get("labels") or {}
